@@ -1,0 +1,50 @@
+/*
+ * buf.h - a growable byte buffer, the unit of output everywhere.
+ *
+ * The buffer owns its bytes. Appends keep a terminating NUL (not counted in
+ * len) so the contents can be passed to C string functions. Allocation
+ * failure aborts: every caller would otherwise have to handle it on the hot
+ * path, and an engine that cannot allocate a few KB cannot continue anyway.
+ */
+#ifndef SL_BUF_H
+#define SL_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} sl_buf;
+
+#define SL_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
+
+void sl_buf_reserve(sl_buf *b, size_t extra);
+void sl_buf_append(sl_buf *b, const void *p, size_t n);
+void sl_buf_puts(sl_buf *b, const char *s);
+void sl_buf_putc(sl_buf *b, char c);
+void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s (n bytes) as a JSON string literal, quotes included. Bytes that
+ * are not valid UTF-8 are written as \u00XX escapes of the byte value. */
+void sl_buf_json_str(sl_buf *b, const char *s, size_t n);
+void sl_buf_reset(sl_buf *b);
+void sl_buf_free(sl_buf *b);
+/* Move the contents out; the caller owns the returned pointer; b becomes empty. */
+char *sl_buf_steal(sl_buf *b, size_t *len);
+
+/* Helpers that abort on allocation failure (see above). */
+void *sl_xmalloc(size_t n);
+void *sl_xcalloc(size_t n, size_t size);
+void *sl_xrealloc(void *p, size_t n);
+char *sl_xstrdup(const char *s);
+char *sl_xstrndup(const char *s, size_t n);
+
+/* 64-bit FNV-1a, used for key slicing and rule-version hashes. */
+uint64_t sl_hash64(const void *p, size_t n, uint64_t seed);
+#define SL_HASH_SEED 0xcbf29ce484222325ULL
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * pipeline.h - the running engine: reader -> workers -> sink.
+ *
+ * Threads (docs/architecture.md has the whole picture):
+ *   - the caller's thread runs sl_pipeline_run: it starts the others, draws
+ *     the progress line, checkpoints input progress once a second, and
+ *     turns a stop request into a clean drain;
+ *   - one reader thread polls the source, decodes every message (stage A)
+ *     and appends it to the batch of the worker that owns hash(table, key);
+ *   - N worker threads each process their batches in order (stage B), write
+ *     the outputs to the sink, and record what they processed in their own
+ *     store session.
+ * Batches come from a fixed pool: when every batch is in use the reader
+ * waits, so memory stays flat whatever the input size.
+ */
+#ifndef SL_PIPELINE_H
+#define SL_PIPELINE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../connectors/sink.h"
+#include "../connectors/source.h"
+#include "../connectors/store.h"
+#include "../dsl/program.h"
+
+typedef struct sl_run_opts {
+    int threads;                       /* workers; <= 0: the number of cores */
+    int batch;                         /* messages per batch; <= 0: 256 */
+    bool progress;                     /* draw a progress line on stderr */
+    const volatile sig_atomic_t *stop; /* set by a signal handler: drain and stop */
+} sl_run_opts;
+
+typedef struct sl_topic_count {
+    char *topic;
+    uint64_t n;
+} sl_topic_count;
+
+typedef struct sl_run_report {
+    uint64_t read, routed, written, filtered, unrouted, ignored, dead, duplicate, skipped;
+    uint64_t resumed; /* input lines skipped because an earlier run finished them */
+    double seconds;
+    int threads;
+    bool stopped;           /* ended by a stop request before the input ended */
+    sl_topic_count *topics; /* owned; sorted by topic */
+    size_t ntopics;
+} sl_run_report;
+
+/* Run until the source ends (or a stop request), then drain and checkpoint.
+ * Borrowed: everything. Returns 0, or -1 with err when the sink or the store
+ * failed (what was processed up to then is checkpointed). */
+int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_store *store,
+                    const sl_run_opts *opts, sl_run_report *rep, sl_error *err);
+
+void sl_run_report_free(sl_run_report *rep);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * process.h - what happens to one input message, in two stages.
+ *
+ * Stage A, sl_item_decode (reader thread): parse the line, decode the event,
+ * find its table, origin site and row key. That is what picks the worker: a
+ * row's events always go to the worker that owns hash(table, key), so they
+ * are handled in input order. Stage B, sl_proc_item (that worker): drop
+ * what was already processed, filter, route, select columns and render one
+ * output record per destination, or a dead letter with the reason.
+ *
+ * An sl_item is reused across messages (its buffers keep their capacity).
+ * An sl_proc belongs to one worker thread: its own store session, cache of
+ * seen positions, arena and output buffer.
+ */
+#ifndef SL_PROCESS_H
+#define SL_PROCESS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../connectors/store.h"
+#include "../dsl/program.h"
+#include "event.h"
+#include "eval.h"
+
+typedef enum sl_fate {
+    SL_FATE_PROCESS = 0, /* a change for stage B */
+    SL_FATE_DEAD,        /* stage A failed: err says why */
+    SL_FATE_BLANK,       /* an empty line */
+    SL_FATE_TX,          /* transaction BEGIN/END marker */
+    SL_FATE_SCHEMA,      /* schema change */
+    SL_FATE_MESSAGE,     /* logical decoding message (op m) */
+    SL_FATE_TOMBSTONE,   /* null value after a delete */
+    SL_FATE_IGNORED,     /* `ignore table` */
+} sl_fate;
+
+typedef struct sl_item {
+    sl_buf line;     /* owned copy of the input bytes */
+    sl_buf rscratch; /* record-parse scratch */
+    sl_record rec;
+    sl_event ev;
+    sl_buf qname; /* "schema.table" (or "db.table") */
+    sl_buf key;   /* canonical key JSON */
+    const sl_table *table;
+    int origin; /* site index, -1 unknown */
+    sl_fate fate;
+    sl_error err;
+    const char *input; /* borrowed from the source */
+    int64_t pos;
+    uint64_t hash; /* of (table, key): picks the worker */
+} sl_item;
+
+void sl_item_init(sl_item *it);
+void sl_item_free(sl_item *it);
+/* Stage A. Copies line[0..len) into the item first. Never fails: problems
+ * become SL_FATE_DEAD with it->err filled. `j` is the reader's tokenizer. */
+void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t len,
+                    const char *input, int64_t pos, sl_json *j);
+
+/* Counters, one set per worker; updated by their worker only, read by anyone. */
+typedef struct sl_counters {
+    _Atomic uint64_t read;      /* messages taken from the input */
+    _Atomic uint64_t routed;    /* changes sent to at least one destination */
+    _Atomic uint64_t written;   /* output records, dead letters excluded */
+    _Atomic uint64_t filtered;  /* rejected by a `where` */
+    _Atomic uint64_t unrouted;  /* passed the filters but no route applied */
+    _Atomic uint64_t ignored;   /* `ignore table` */
+    _Atomic uint64_t dead;      /* dead-lettered */
+    _Atomic uint64_t duplicate; /* already processed (same or older position for the row) */
+    _Atomic uint64_t skipped;   /* tx markers, schema changes, messages, tombstones, blanks */
+} sl_counters;
+
+typedef struct sl_proc sl_proc;
+
+/* Borrowed: prog (the caller keeps a reference), store session (owned by
+ * the caller, may be NULL for no dedupe). */
+sl_proc *sl_proc_new(const sl_program *prog, const sl_store *store, void *sess);
+void sl_proc_free(sl_proc *w);
+
+/* Stage B: appends output records to the proc's pending outputs. Returns 0,
+ * or -1 when the metadata store failed (err filled; the engine stops). */
+int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err);
+
+/* The outputs gathered since the last reset, as records for a sink. */
+const sl_record *sl_proc_outputs(sl_proc *w, size_t *n);
+/* Record what was processed in the store (after the outputs were written),
+ * then forget the outputs. */
+int sl_proc_commit(sl_proc *w, sl_error *err);
+
+sl_counters *sl_proc_counters(sl_proc *w);
+/* Written records per topic, summed into `out` (topic -> count) by the caller. */
+void sl_proc_topic_counts(sl_proc *w, void (*fn)(void *arg, const char *topic, uint64_t n),
+                          void *arg);
+
+#endif

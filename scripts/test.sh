@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Install what is needed, build, and run the whole test suite:
+#   1. formatting (clang-format, .clang-format at the root)
+#   2. every test (unit, golden files, engine end-to-end on real files and a
+#      real SQLite store) in a normal build
+#   3. the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   4. the threaded engine tests under ThreadSanitizer
+#   5. a short libFuzzer run of the rule parser and of the event decoder
+# Ends with one line "N passed, N failed"; exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+bash scripts/install-deps.sh || { echo "dependency installation failed" >&2; exit 1; }
+
+passed=0
+failed=0
+failures=()
+
+# ctest's own summary line tells how many of its tests passed.
+run_ctest() {
+  local label=$1 dir=$2; shift 2
+  local log
+  log=$(mktemp)
+  (cd "$dir" && ctest --output-on-failure -j2 "$@") >"$log" 2>&1
+  local rc=$?
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  if [ -n "$line" ]; then
+    local total nfail
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    nfail=$(sed -E 's/.*, ([0-9]+) tests? failed.*/\1/' <<<"$line")
+    passed=$((passed + total - nfail))
+    failed=$((failed + nfail))
+  elif [ $rc -ne 0 ]; then
+    failed=$((failed + 1))
+  fi
+  if [ $rc -ne 0 ]; then
+    failures+=("$label")
+    cat "$log"
+  fi
+  echo "[$label] ${line:-no ctest summary (exit $rc)}"
+  rm -f "$log"
+}
+
+check() {
+  local label=$1; shift
+  if "$@"; then
+    passed=$((passed + 1)); echo "[$label] ok"
+  else
+    failed=$((failed + 1)); failures+=("$label"); echo "[$label] FAILED"
+  fi
+}
+
+format_check() {
+  git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+}
+
+check format format_check
+
+if dir=$(bash scripts/build.sh release); then
+  run_ctest tests "$dir"
+else
+  failed=$((failed + 1)); failures+=("release build")
+fi
+
+if dir=$(bash scripts/build.sh asan); then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest asan+ubsan "$dir"
+else
+  failed=$((failed + 1)); failures+=("asan build")
+fi
+
+if dir=$(bash scripts/build.sh tsan); then
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest tsan "$dir" -L threads
+else
+  failed=$((failed + 1)); failures+=("tsan build")
+fi
+
+fuzz_run() {
+  local dir=$1 target=$2 seeds=$3
+  local corpus
+  corpus=$(mktemp -d)
+  cp -r "$seeds"/. "$corpus"/ 2>/dev/null || true
+  "$dir/tests/fuzz/$target" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -timeout=10 \
+    -print_final_stats=0 "$corpus" >"$corpus.log" 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && tail -40 "$corpus.log"
+  rm -rf "$corpus" "$corpus.log"
+  return $rc
+}
+
+if dir=$(bash scripts/build.sh fuzz); then
+  check fuzz-rules fuzz_run "$dir" fuzz_rules tests/fuzz/seeds-rules
+  check fuzz-event fuzz_run "$dir" fuzz_event tests/fuzz/seeds-event
+else
+  failed=$((failed + 1)); failures+=("fuzz build")
+fi
+
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
