@@ -1,11 +1,13 @@
 /*
  * file_sink.c - one JSON-lines file per destination topic, or stdout.
  *
- * Workers render their lines without a lock, then append them under one
- * mutex. Files are opened in append mode: like a Kafka topic, an output file
- * is a log that successive runs add to.
+ * Workers hand over a batch's records; under one mutex they are rendered
+ * per topic and each topic's lines are appended with a single write(2).
+ * Files are opened in append mode: like a Kafka topic, an output file is a
+ * log that successive runs add to.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,9 @@
 
 typedef struct topic_file {
     char *topic;
-    FILE *f;
+    int fd;
+    sl_buf pending; /* this call's lines for the topic */
+    bool touched;
     struct topic_file *next;
 } topic_file;
 
@@ -27,18 +31,58 @@ typedef struct file_sink {
     pthread_mutex_t mu;
     char *dir; /* NULL: stdout */
     topic_file *buckets[NBUCKETS];
+    topic_file out; /* stdout */
 } file_sink;
 
-static FILE *topic_stream(file_sink *fs, sl_str topic, sl_error *err)
+/* A crash can leave the last line of a file half written: it was never
+ * recorded as done, so it will be written again; cut the torn part off so
+ * the file stays one JSON document per line. */
+static int trim_torn_tail(int fd, const char *path, sl_error *err)
+{
+    struct stat st;
+    char buf[4096];
+    off_t end, pos;
+    ssize_t n, i;
+
+    if (fstat(fd, &st) != 0)
+        return sl_error_set(err, SL_ERR_IO, "stat %s: %s", path, strerror(errno));
+    end = st.st_size;
+    if (end == 0)
+        return 0;
+    if (pread(fd, buf, 1, end - 1) == 1 && buf[0] == '\n')
+        return 0;
+    pos = end;
+    while (pos > 0) {
+        off_t from = pos > (off_t)sizeof(buf) ? pos - (off_t)sizeof(buf) : 0;
+
+        n = pread(fd, buf, (size_t)(pos - from), from);
+        if (n <= 0)
+            return sl_error_set(err, SL_ERR_IO, "read %s: %s", path, strerror(errno));
+        for (i = n - 1; i >= 0; i--)
+            if (buf[i] == '\n')
+                break;
+        if (i >= 0) {
+            pos = from + i + 1;
+            break;
+        }
+        pos = from;
+    }
+    if (ftruncate(fd, pos) != 0)
+        return sl_error_set(err, SL_ERR_IO, "truncate %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static topic_file *topic_for(file_sink *fs, sl_str topic, sl_error *err)
 {
     uint64_t h = sl_hash64(topic.p, topic.len, SL_HASH_SEED);
     topic_file *tf;
     sl_buf path = SL_BUF_INIT;
     size_t i;
+    int fd;
 
     for (tf = fs->buckets[h % NBUCKETS]; tf; tf = tf->next)
         if (strlen(tf->topic) == topic.len && memcmp(tf->topic, topic.p, topic.len) == 0)
-            return tf->f;
+            return tf;
     sl_buf_printf(&path, "%s/", fs->dir);
     for (i = 0; i < topic.len; i++) {
         char c = topic.p[i];
@@ -49,50 +93,77 @@ static FILE *topic_stream(file_sink *fs, sl_str topic, sl_error *err)
     if (topic.len == 0)
         sl_buf_puts(&path, "_");
     sl_buf_puts(&path, ".jsonl");
-    tf = sl_xcalloc(1, sizeof(*tf));
-    tf->f = fopen(path.data, "ae");
-    if (tf->f == NULL) {
+    fd = open(path.data, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
         sl_error_set(err, SL_ERR_IO, "cannot open output %s: %s", path.data, strerror(errno));
-        free(tf);
         sl_buf_free(&path);
         return NULL;
     }
-    setvbuf(tf->f, NULL, _IOFBF, 1 << 16);
+    if (trim_torn_tail(fd, path.data, err) != 0) {
+        close(fd);
+        sl_buf_free(&path);
+        return NULL;
+    }
+    tf = sl_xcalloc(1, sizeof(*tf));
+    tf->fd = fd;
     tf->topic = sl_xstrndup(topic.p, topic.len);
     tf->next = fs->buckets[h % NBUCKETS];
     fs->buckets[h % NBUCKETS] = tf;
     sl_buf_free(&path);
-    return tf->f;
+    return tf;
 }
 
+static int write_all(int fd, const char *p, size_t n, const char *what, sl_error *err)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return sl_error_set(err, SL_ERR_IO, "write %s: %s", what,
+                                w < 0 ? strerror(errno) : "nothing written");
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Lines are rendered per topic, then each topic's lines go out in one
+ * write(2): whole lines reach the operating system together. */
 static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
 {
     file_sink *fs = self;
-    sl_buf lines = SL_BUF_INIT;
-    size_t *ends = sl_xmalloc((n ? n : 1) * sizeof(*ends));
-    size_t i, start = 0;
+    topic_file **touched = sl_xmalloc((n ? n : 1) * sizeof(*touched));
+    size_t i, nt = 0;
     int rc = 0;
 
-    for (i = 0; i < n; i++) {
-        sl_record_write_line(&recs[i], true, true, &lines);
-        sl_buf_putc(&lines, '\n');
-        ends[i] = lines.len;
-    }
     pthread_mutex_lock(&fs->mu);
     for (i = 0; i < n; i++) {
-        FILE *f = fs->dir ? topic_stream(fs, recs[i].topic, err) : stdout;
+        topic_file *tf = fs->dir ? topic_for(fs, recs[i].topic, err) : &fs->out;
 
-        if (f == NULL || fwrite(lines.data + start, 1, ends[i] - start, f) != ends[i] - start) {
-            if (f != NULL)
-                sl_error_set(err, SL_ERR_IO, "write failed: %s", strerror(errno));
+        if (tf == NULL) {
             rc = -1;
-            break;
+            goto out;
         }
-        start = ends[i];
+        if (!tf->touched) {
+            tf->touched = true;
+            touched[nt++] = tf;
+        }
+        sl_record_write_line(&recs[i], true, true, &tf->pending);
+        sl_buf_putc(&tf->pending, '\n');
+    }
+    for (i = 0; i < nt; i++)
+        if (rc == 0 && write_all(touched[i]->fd, touched[i]->pending.data, touched[i]->pending.len,
+                                 touched[i]->topic, err) != 0)
+            rc = -1;
+out:
+    for (i = 0; i < nt; i++) {
+        touched[i]->touched = false;
+        sl_buf_reset(&touched[i]->pending);
     }
     pthread_mutex_unlock(&fs->mu);
-    free(ends);
-    sl_buf_free(&lines);
+    free(touched);
     return rc;
 }
 
@@ -102,20 +173,15 @@ static int fsk_flush(void *self, bool sync, sl_error *err)
     topic_file *tf;
     int i, rc = 0;
 
+    if (!sync || fs->dir == NULL)
+        return 0; /* every write already reached the operating system */
     pthread_mutex_lock(&fs->mu);
-    if (fs->dir == NULL) {
-        if (fflush(stdout) != 0)
-            rc = sl_error_set(err, SL_ERR_IO, "flush stdout: %s", strerror(errno));
-        goto out;
-    }
     for (i = 0; i < NBUCKETS; i++)
-        for (tf = fs->buckets[i]; tf; tf = tf->next) {
-            if (fflush(tf->f) != 0 || (sync && fdatasync(fileno(tf->f)) != 0)) {
-                rc =
-                    sl_error_set(err, SL_ERR_IO, "flush output %s: %s", tf->topic, strerror(errno));
+        for (tf = fs->buckets[i]; tf; tf = tf->next)
+            if (fdatasync(tf->fd) != 0) {
+                rc = sl_error_set(err, SL_ERR_IO, "sync output %s: %s", tf->topic, strerror(errno));
                 goto out;
             }
-        }
 out:
     pthread_mutex_unlock(&fs->mu);
     return rc;
@@ -132,12 +198,13 @@ static void fsk_destroy(void *self)
     for (i = 0; i < NBUCKETS; i++)
         for (tf = fs->buckets[i]; tf; tf = next) {
             next = tf->next;
-            fclose(tf->f);
+            close(tf->fd);
+            sl_buf_free(&tf->pending);
             free(tf->topic);
             free(tf);
         }
-    if (fs->dir == NULL)
-        fflush(stdout);
+    sl_buf_free(&fs->out.pending);
+    free(fs->out.topic);
     pthread_mutex_destroy(&fs->mu);
     free(fs->dir);
     free(fs);
@@ -183,6 +250,8 @@ int sl_sink_open_files(sl_sink *sink, const char *dir, sl_error *err)
     fs = sl_xcalloc(1, sizeof(*fs));
     pthread_mutex_init(&fs->mu, NULL);
     fs->dir = strcmp(dir, "-") == 0 ? NULL : sl_xstrdup(dir);
+    fs->out.fd = STDOUT_FILENO;
+    fs->out.topic = sl_xstrdup("stdout");
     sink->ops = &file_sink_ops;
     sink->self = fs;
     return 0;

@@ -80,16 +80,16 @@ typedef enum sl_cmp { SL_CMP_EQ, SL_CMP_NE, SL_CMP_LT, SL_CMP_LE, SL_CMP_GT, SL_
 typedef enum sl_arith { SL_AR_ADD, SL_AR_SUB, SL_AR_MUL, SL_AR_DIV, SL_AR_MOD } sl_arith;
 
 typedef enum sl_fn {
-    SL_FN_LOWER,     /* lower(s) */
-    SL_FN_UPPER,     /* upper(s) */
-    SL_FN_LENGTH,    /* length(s): bytes */
-    SL_FN_SUBSTR,    /* substr(s, from1 [, len]) */
-    SL_FN_TRIM,      /* trim(s) */
-    SL_FN_COALESCE,  /* coalesce(a, b, ...) */
-    SL_FN_STARTS,    /* starts_with(s, prefix) */
-    SL_FN_ENDS,      /* ends_with(s, suffix) */
-    SL_FN_CONTAINS,  /* contains(s, part) */
-    SL_FN_ABS,       /* abs(n) */
+    SL_FN_LOWER,    /* lower(s) */
+    SL_FN_UPPER,    /* upper(s) */
+    SL_FN_LENGTH,   /* length(s): bytes */
+    SL_FN_SUBSTR,   /* substr(s, from1 [, len]) */
+    SL_FN_TRIM,     /* trim(s) */
+    SL_FN_COALESCE, /* coalesce(a, b, ...) */
+    SL_FN_STARTS,   /* starts_with(s, prefix) */
+    SL_FN_ENDS,     /* ends_with(s, suffix) */
+    SL_FN_CONTAINS, /* contains(s, part) */
+    SL_FN_ABS,      /* abs(n) */
 } sl_fn;
 
 /* The static type the checker inferred; SL_T_ANY for columns (JSON decides). */
@@ -102,9 +102,9 @@ struct sl_expr {
     int op;       /* sl_cmp, sl_arith or sl_fn, by kind */
     bool negated; /* NOT IN, NOT LIKE, IS NOT NULL */
     sl_loc loc;
-    sl_value lit;      /* LITERAL */
-    sl_section sec;    /* FIELD */
-    const char *name;  /* FIELD: column or source field name */
+    sl_value lit;     /* LITERAL */
+    sl_section sec;   /* FIELD */
+    const char *name; /* FIELD: column or source field name */
     size_t name_len;
     const sl_expr *a, *b;       /* operands */
     const sl_expr *const *args; /* IN list, CALL arguments */
@@ -127,17 +127,17 @@ typedef struct sl_route {
 
 /* Which columns of before/after go to one destination. */
 typedef struct sl_colsel {
-    bool all;                 /* true: every column, less `drop` */
-    const char *const *cols;  /* !all: exactly these, in this order */
+    bool all;                /* true: every column, less `drop` */
+    const char *const *cols; /* !all: exactly these, in this order */
     size_t ncols;
-    const char *const *drop;  /* removed (applies to all and to cols) */
+    const char *const *drop; /* removed (applies to all and to cols) */
     size_t ndrop;
 } sl_colsel;
 
 /* `depends on public.customers (customer_id = id) [timeout 30s];` */
 typedef struct sl_dep {
-    const char *parent;           /* "schema.table" as written */
-    int parent_table;             /* index into sl_program.tables */
+    const char *parent; /* "schema.table" as written */
+    int parent_table;   /* index into sl_program.tables */
     const char *const *child_cols;
     const char *const *parent_cols;
     size_t ncols;
@@ -177,8 +177,8 @@ typedef enum sl_delete_policy {
 
 typedef struct sl_conflict {
     sl_conflict_kind kind;
-    int prefer_site;    /* PREFER */
-    const char *lua_fn; /* LUA */
+    int prefer_site;          /* PREFER */
+    const char *lua_fn;       /* LUA */
     const sl_merge_col *cols; /* MERGE, in declaration order; at most one "*" */
     size_t ncols;
     sl_delete_policy on_delete;
@@ -193,7 +193,7 @@ typedef struct sl_table {
 
     const char *const *key_cols; /* `key (a, b);` - 0 columns: the record key */
     size_t nkey;
-    const sl_expr *where;        /* all `where` statements ANDed; NULL = every change */
+    const sl_expr *where; /* all `where` statements ANDed; NULL = every change */
     const sl_route *routes;
     size_t nroutes;
     const sl_colsel *const *sel; /* [nsites]: selection per destination site */

@@ -173,12 +173,13 @@ static int write_stats(const char *path, const sl_run_report *r)
             "{\"read\":%llu,\"routed\":%llu,\"written\":%llu,\"filtered\":%llu,"
             "\"unrouted\":%llu,\"ignored\":%llu,\"duplicates\":%llu,\"skipped\":%llu,"
             "\"dead_letters\":%llu,\"resumed\":%llu,\"seconds\":%.3f,\"threads\":%d,"
-            "\"topics\":{",
+            "\"stopped\":%d,\"topics\":{",
             (unsigned long long)r->read, (unsigned long long)r->routed,
             (unsigned long long)r->written, (unsigned long long)r->filtered,
             (unsigned long long)r->unrouted, (unsigned long long)r->ignored,
             (unsigned long long)r->duplicate, (unsigned long long)r->skipped,
-            (unsigned long long)r->dead, (unsigned long long)r->resumed, r->seconds, r->threads);
+            (unsigned long long)r->dead, (unsigned long long)r->resumed, r->seconds, r->threads,
+            r->stopped ? 1 : 0);
     for (i = 0; i < r->ntopics; i++) {
         sl_buf t = SL_BUF_INIT;
 

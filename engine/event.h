@@ -52,15 +52,14 @@ typedef struct sl_record {
  * may be embedded JSON or strings holding JSON. The record points into `line`
  * or into `scratch` (which the caller owns and must keep until done with the
  * record). `j` is a tokenizer the caller reuses. */
-int sl_record_parse_line(sl_record *rec, const char *line, size_t len, sl_json *j,
-                         sl_buf *scratch, sl_error *err);
+int sl_record_parse_line(sl_record *rec, const char *line, size_t len, sl_json *j, sl_buf *scratch,
+                         sl_error *err);
 
 /* Write a record as one wrapper line (no trailing newline):
  * {"topic":...,"partition":...,"offset":...,"key":<json|null>,"value":<json|null>,
  *  "headers":{...}}. key and value are embedded raw when they are valid JSON
  * text (the caller says so), else written as JSON strings. */
-void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_json,
-                          sl_buf *out);
+void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_json, sl_buf *out);
 
 typedef enum sl_evkind {
     SL_EV_CHANGE,        /* op c/u/d/r/t */
@@ -79,8 +78,8 @@ typedef struct sl_event {
     bool has_before; /* non-null before */
     bool has_after;  /* non-null after */
 
-    sl_str origin;    /* source.name (unescaped) */
-    sl_str connector; /* source.connector: postgresql, mysql, sqlserver, oracle, ... */
+    sl_str origin;            /* source.name (unescaped) */
+    sl_str connector;         /* source.connector: postgresql, mysql, sqlserver, oracle, ... */
     sl_str db, schema, table; /* source.db / schema / table; schema empty for MySQL */
     int64_t source_ts_ms;     /* source.ts_ms, 0 when absent */
     int64_t ts_ms;            /* envelope ts_ms, 0 when absent */
@@ -97,8 +96,8 @@ typedef struct sl_event {
     sl_str partition;
 
     /* private to event.c */
-    sl_json v;   /* value tokens */
-    sl_json k;   /* key tokens */
+    sl_json v; /* value tokens */
+    sl_json k; /* key tokens */
     bool has_key;
     int t_payload, t_before, t_after, t_source, t_tx, t_schema, t_key;
     sl_buf scratch;
@@ -121,8 +120,7 @@ int sl_event_column(sl_event *ev, sl_section sec, const char *name, size_t len, 
  * columns when ncols > 0 (read from after, else before), otherwise from the
  * record key (its payload when it has a schema envelope). Returns 0, or -1
  * with err filled when a key column is missing or there is no key at all. */
-int sl_event_key(sl_event *ev, const char *const *cols, size_t ncols, sl_buf *out,
-                 sl_error *err);
+int sl_event_key(sl_event *ev, const char *const *cols, size_t ncols, sl_buf *out, sl_error *err);
 
 /* Write the output value for one destination: the same shape as the input
  * (enveloped or not), before/after reduced to the columns `sel` keeps, the

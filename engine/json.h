@@ -36,12 +36,12 @@ typedef enum sl_jtype {
 } sl_jtype;
 
 typedef struct sl_jtok {
-    uint8_t type;     /* sl_jtype */
-    uint8_t escaped;  /* STRING: contains a backslash escape */
-    uint32_t start;   /* byte offset of the first byte (the quote for strings) */
-    uint32_t len;     /* bytes, quotes included */
-    uint32_t next;    /* index of the token after this whole subtree */
-    uint32_t count;   /* OBJECT: members; ARRAY: elements */
+    uint8_t type;    /* sl_jtype */
+    uint8_t escaped; /* STRING: contains a backslash escape */
+    uint32_t start;  /* byte offset of the first byte (the quote for strings) */
+    uint32_t len;    /* bytes, quotes included */
+    uint32_t next;   /* index of the token after this whole subtree */
+    uint32_t count;  /* OBJECT: members; ARRAY: elements; object key: its object's index */
 } sl_jtok;
 /* An object's members are laid out as key token, value subtree, key, value... */
 

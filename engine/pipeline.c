@@ -14,7 +14,7 @@
 #include "process.h"
 
 typedef struct batch {
-    sl_item *items;
+    sl_item **items; /* swapped with the reader's spare item, never copied */
     int n;
     bool in_use;        /* guarded by engine.mu */
     uint64_t first_seq; /* no item in it has a smaller sequence number */
@@ -168,7 +168,7 @@ static void *worker_main(void *arg)
             continue;
         }
         for (i = 0; i < b->n; i++)
-            if (sl_proc_item(w->proc, &b->items[i], &err) != 0)
+            if (sl_proc_item(w->proc, b->items[i], &err) != 0)
                 goto failed;
         recs = sl_proc_outputs(w->proc, &n);
         /* Outputs reach the operating system before the store records the
@@ -194,14 +194,6 @@ static void *worker_main(void *arg)
 
 /* ---- reader --------------------------------------------------------------- */
 
-static void swap_items(sl_item *a, sl_item *b)
-{
-    sl_item t = *a;
-
-    *a = *b;
-    *b = t;
-}
-
 static input *find_input(engine *e, const char *name)
 {
     input *in;
@@ -216,7 +208,7 @@ static void *reader_main(void *arg)
 {
     engine *e = arg;
     batch **fill = sl_xcalloc((size_t)e->nworkers, sizeof(*fill));
-    sl_item spare;
+    sl_item *spare = sl_xmalloc(sizeof(*spare)), *t;
     sl_json j;
     sl_msg msg;
     sl_error err;
@@ -224,7 +216,7 @@ static void *reader_main(void *arg)
     int64_t done = 0;
     int r, k;
 
-    sl_item_init(&spare);
+    sl_item_init(spare);
     sl_json_init(&j);
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
@@ -261,12 +253,14 @@ static void *reader_main(void *arg)
             atomic_fetch_add(&e->resumed, 1);
             continue;
         }
-        sl_item_decode(&spare, e->prog, msg.line, msg.len, msg.input, msg.pos, &j);
-        wi = (int)(spare.hash % (uint64_t)e->nworkers);
+        sl_item_decode(spare, e->prog, msg.line, msg.len, msg.input, msg.pos, &j);
+        wi = (int)(spare->hash % (uint64_t)e->nworkers);
         if (fill[wi] == NULL && (fill[wi] = acquire(e)) == NULL)
             break; /* stopping: this message is not taken, the next run redoes it */
         b = fill[wi];
-        swap_items(&b->items[b->n++], &spare);
+        t = b->items[b->n];
+        b->items[b->n++] = spare;
+        spare = t;
         pthread_mutex_lock(&e->mu);
         {
             input *in = e->cur_input;
@@ -305,7 +299,8 @@ static void *reader_main(void *arg)
         }
         push(e, &e->workers[k], NULL);
     }
-    sl_item_free(&spare);
+    sl_item_free(spare);
+    free(spare);
     sl_json_free(&j);
     free(fill);
     pthread_mutex_lock(&e->mu);
@@ -479,8 +474,10 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
         batch *b = &e->batches[i];
 
         b->items = sl_xcalloc((size_t)e->bsize, sizeof(*b->items));
-        for (k = 0; k < e->bsize; k++)
-            sl_item_init(&b->items[k]);
+        for (k = 0; k < e->bsize; k++) {
+            b->items[k] = sl_xmalloc(sizeof(sl_item));
+            sl_item_init(b->items[k]);
+        }
         b->next_free = e->free;
         e->free = b;
     }
@@ -496,7 +493,8 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
         w->sess = store->ops->session_open(store->self, err);
         if (w->sess == NULL)
             goto out;
-        w->proc = sl_proc_new(prog, store, w->sess);
+        /* the "none" store remembers nothing: no duplicate detection */
+        w->proc = sl_proc_new(prog, strcmp(store->ops->scheme, "none") ? store : NULL, w->sess);
     }
     for (k = 0; k < e->nworkers; k++) {
         if (pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]) != 0) {
@@ -597,8 +595,10 @@ out:
         qsort(rep->topics, rep->ntopics, sizeof(*rep->topics), topic_cmp);
     rep->seconds = now_s() - t0;
     for (i = 0; i < e->nbatches; i++) {
-        for (k = 0; k < e->bsize; k++)
-            sl_item_free(&e->batches[i].items[k]);
+        for (k = 0; k < e->bsize; k++) {
+            sl_item_free(e->batches[i].items[k]);
+            free(e->batches[i].items[k]);
+        }
         free(e->batches[i].items);
     }
     while (e->inputs) {

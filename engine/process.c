@@ -342,8 +342,8 @@ static int check_seen(sl_proc *w, sl_item *it, sl_error *err)
     sl_buf *ck = &w->tmp;
     int r;
 
-    if (pos.len == 0)
-        return 0; /* no position: nothing to compare against */
+    if (pos.len == 0 || w->store == NULL)
+        return 0; /* no position, or no store: nothing to compare against */
     sl_buf_reset(ck);
     sl_buf_puts(ck, origin);
     sl_buf_putc(ck, '\x1f');
@@ -390,7 +390,7 @@ static void push_seen(sl_proc *w, sl_item *it)
     seen_desc *s;
     const char *origin = w->prog->sites[it->origin].name;
 
-    if (it->ev.position.len == 0)
+    if (it->ev.position.len == 0 || w->store == NULL)
         return;
     if (w->nseen == w->capseen) {
         w->capseen = w->capseen ? w->capseen * 2 : 256;

@@ -66,13 +66,14 @@ fi
 
 if dir=$(bash scripts/build.sh asan); then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_ctest asan+ubsan "$dir"
+    SLUICE_TEST_PER_KEY=50 run_ctest asan+ubsan "$dir"
 else
   failed=$((failed + 1)); failures+=("asan build")
 fi
 
 if dir=$(bash scripts/build.sh tsan); then
-  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest tsan "$dir" -L threads
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 SLUICE_TEST_PER_KEY=20 \
+    run_ctest tsan "$dir" -L threads
 else
   failed=$((failed + 1)); failures+=("tsan build")
 fi

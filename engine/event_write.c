@@ -1,0 +1,383 @@
+/*
+ * event_write.c - the row key and the per-destination output value.
+ *
+ * Both are written from token slices: numbers and strings are copied as the
+ * source wrote them, never re-serialized. The one exception is the row key,
+ * which must be canonical (the same row gives the same bytes however the
+ * input was spaced or escaped), so escaped strings there are unescaped and
+ * written back in sl_buf_json_str's canonical form; unescaped strings are
+ * already in that form.
+ */
+#include "event_priv.h"
+
+#include <string.h>
+
+typedef struct wctx {
+    const sl_json *j;
+    sl_buf *out;
+    sl_buf tmp;     /* unescaped names and strings */
+    bool canon;     /* re-escape escaped strings canonically (keys) */
+    bool multiline; /* the source has line breaks: compact raw slices */
+} wctx;
+
+static void put_raw(wctx *w, int t)
+{
+    sl_str s = sl_json_raw(w->j, t);
+
+    sl_buf_append(w->out, s.p, s.len);
+}
+
+static void put_string(wctx *w, int t)
+{
+    if (!w->canon || !w->j->tok[t].escaped) {
+        put_raw(w, t);
+        return;
+    }
+    sl_buf_reset(&w->tmp);
+    sl_json_unescape(w->j, t, &w->tmp);
+    sl_buf_json_str(w->out, w->tmp.data, w->tmp.len);
+}
+
+/* Write value t without white space. Recursion is bounded by the
+ * tokenizer's depth limit (SL_JSON_MAX_DEPTH). */
+static void put_compact(wctx *w, int t)
+{
+    const sl_json *j = w->j;
+    int k;
+
+    switch (j->tok[t].type) {
+    case SL_J_OBJECT:
+        sl_buf_putc(w->out, '{');
+        for (k = sl_json_first(j, t); k >= 0; k = sl_json_next_member(j, k)) {
+            if (k != t + 1)
+                sl_buf_putc(w->out, ',');
+            put_string(w, k);
+            sl_buf_putc(w->out, ':');
+            put_compact(w, k + 1);
+        }
+        sl_buf_putc(w->out, '}');
+        break;
+    case SL_J_ARRAY:
+        sl_buf_putc(w->out, '[');
+        for (k = sl_json_elem_first(j, t); k >= 0; k = sl_json_elem_next(j, t, k)) {
+            if (k != t + 1)
+                sl_buf_putc(w->out, ',');
+            put_compact(w, k);
+        }
+        sl_buf_putc(w->out, ']');
+        break;
+    case SL_J_STRING:
+        put_string(w, t);
+        break;
+    default:
+        put_raw(w, t);
+        break;
+    }
+}
+
+/* An untouched part: byte for byte, unless the document spans lines (then
+ * compacted, so that an output value is always one line). */
+static void put_copy(wctx *w, int t)
+{
+    if (w->multiline)
+        put_compact(w, t);
+    else
+        put_raw(w, t);
+}
+
+static void put_member(wctx *w, int k, bool first)
+{
+    if (!first)
+        sl_buf_putc(w->out, ',');
+    put_raw(w, k);
+    sl_buf_putc(w->out, ':');
+    put_copy(w, k + 1);
+}
+
+/* Unescaped text of string token t (a key or a value). */
+static sl_str name_of(wctx *w, int t)
+{
+    const sl_jtok *k = &w->j->tok[t];
+    sl_str s;
+
+    if (!k->escaped) {
+        s.p = w->j->src + k->start + 1;
+        s.len = k->len - 2;
+        return s;
+    }
+    sl_buf_reset(&w->tmp);
+    sl_json_unescape(w->j, t, &w->tmp);
+    s.p = w->tmp.data;
+    s.len = w->tmp.len;
+    return s;
+}
+
+static bool is_meta(sl_str s)
+{
+    return s.len >= 2 && s.p[0] == '_' && s.p[1] == '_';
+}
+
+bool sl_colsel_keeps(const sl_colsel *sel, const char *name, size_t len)
+{
+    size_t i;
+
+    if (sel == NULL)
+        return true;
+    if (!sel->all) {
+        bool found = false;
+
+        for (i = 0; i < sel->ncols && !found; i++)
+            found = strlen(sel->cols[i]) == len && memcmp(sel->cols[i], name, len) == 0;
+        if (!found)
+            return false;
+    }
+    for (i = 0; i < sel->ndrop; i++)
+        if (strlen(sel->drop[i]) == len && memcmp(sel->drop[i], name, len) == 0)
+            return false;
+    return true;
+}
+
+/* A row object reduced to the kept columns, in input order. A flattened row
+ * also keeps the SMT's "__" fields. */
+static void put_row(wctx *w, int obj, const sl_colsel *sel, bool flattened)
+{
+    const sl_json *j = w->j;
+    bool first = true;
+    int k;
+
+    sl_buf_putc(w->out, '{');
+    for (k = sl_json_first(j, obj); k >= 0; k = sl_json_next_member(j, k)) {
+        sl_str name = name_of(w, k);
+
+        if ((flattened && is_meta(name)) || sl_colsel_keeps(sel, name.p, name.len)) {
+            put_member(w, k, first);
+            first = false;
+        }
+    }
+    sl_buf_putc(w->out, '}');
+}
+
+/* A schema "fields" array reduced to the entries whose "field" is kept. */
+static void put_field_list(wctx *w, int arr, const sl_colsel *sel, bool flattened)
+{
+    const sl_json *j = w->j;
+    bool first = true;
+    int e;
+
+    sl_buf_putc(w->out, '[');
+    for (e = sl_json_elem_first(j, arr); e >= 0; e = sl_json_elem_next(j, arr, e)) {
+        int f = sl_json_get(j, e, "field", 5);
+        bool keep = true;
+
+        if (f >= 0 && j->tok[f].type == SL_J_STRING) {
+            sl_str name = name_of(w, f);
+
+            keep = (flattened && is_meta(name)) || sl_colsel_keeps(sel, name.p, name.len);
+        }
+        if (keep) {
+            if (!first)
+                sl_buf_putc(w->out, ',');
+            put_copy(w, e);
+            first = false;
+        }
+    }
+    sl_buf_putc(w->out, ']');
+}
+
+/* The envelope's schema block: the before/after struct schemas' field lists
+ * (or, for a flattened record, the top-level list) reduced to match the row. */
+static void put_schema(wctx *w, int s, const sl_colsel *sel, bool flattened)
+{
+    const sl_json *j = w->j;
+    bool first = true;
+    int k;
+
+    sl_buf_putc(w->out, '{');
+    for (k = sl_json_first(j, s); k >= 0; k = sl_json_next_member(j, k)) {
+        int v = k + 1;
+
+        if (j->tok[v].type != SL_J_ARRAY || !sl_json_str_eq(j, k, "fields", 6)) {
+            put_member(w, k, first);
+            first = false;
+            continue;
+        }
+        if (!first)
+            sl_buf_putc(w->out, ',');
+        first = false;
+        put_raw(w, k);
+        sl_buf_putc(w->out, ':');
+        if (flattened) {
+            put_field_list(w, v, sel, true);
+            continue;
+        }
+        {
+            bool efirst = true;
+            int e;
+
+            sl_buf_putc(w->out, '[');
+            for (e = sl_json_elem_first(j, v); e >= 0; e = sl_json_elem_next(j, v, e)) {
+                int f = sl_json_get(j, e, "field", 5);
+                int sub = sl_json_get(j, e, "fields", 6);
+                int m;
+                bool mfirst = true;
+
+                if (!efirst)
+                    sl_buf_putc(w->out, ',');
+                efirst = false;
+                if (f < 0 || sub < 0 || j->tok[sub].type != SL_J_ARRAY ||
+                    !(sl_json_str_eq(j, f, "before", 6) || sl_json_str_eq(j, f, "after", 5))) {
+                    put_copy(w, e);
+                    continue;
+                }
+                sl_buf_putc(w->out, '{');
+                for (m = sl_json_first(j, e); m >= 0; m = sl_json_next_member(j, m)) {
+                    if (m + 1 == sub) {
+                        if (!mfirst)
+                            sl_buf_putc(w->out, ',');
+                        put_raw(w, m);
+                        sl_buf_putc(w->out, ':');
+                        put_field_list(w, sub, sel, false);
+                    } else {
+                        put_member(w, m, mfirst);
+                    }
+                    mfirst = false;
+                }
+                sl_buf_putc(w->out, '}');
+            }
+            sl_buf_putc(w->out, ']');
+        }
+    }
+    sl_buf_putc(w->out, '}');
+}
+
+static void put_payload(wctx *w, const sl_event *ev, const sl_colsel *sel)
+{
+    const sl_json *j = w->j;
+    int p = ev->t_payload, k;
+    bool first = true;
+
+    if (ev->flattened) {
+        put_row(w, p, sel, true);
+        return;
+    }
+    sl_buf_putc(w->out, '{');
+    for (k = sl_json_first(j, p); k >= 0; k = sl_json_next_member(j, k)) {
+        int v = k + 1;
+
+        if (v == ev->t_before || v == ev->t_after) {
+            if (!first)
+                sl_buf_putc(w->out, ',');
+            put_raw(w, k);
+            sl_buf_putc(w->out, ':');
+            put_row(w, v, sel, false);
+        } else {
+            put_member(w, k, first);
+        }
+        first = false;
+    }
+    sl_buf_putc(w->out, '}');
+}
+
+void sl_event_write_value(const sl_event *ev, const sl_colsel *sel, sl_buf *out)
+{
+    const sl_json *j = &ev->v;
+    wctx w = {j, out, SL_BUF_INIT, false, false};
+    int k;
+    bool first = true;
+
+    if (j->ntok == 0) { /* a tombstone without bytes */
+        sl_buf_append(out, "null", 4);
+        return;
+    }
+    w.multiline = memchr(j->src, '\n', j->src_len) != NULL || memchr(j->src, '\r', j->src_len);
+    if (ev->kind != SL_EV_CHANGE || ev->t_payload < 0) {
+        put_copy(&w, 0);
+        goto out;
+    }
+    if (!ev->enveloped) {
+        put_payload(&w, ev, sel);
+        goto out;
+    }
+    sl_buf_putc(out, '{');
+    for (k = sl_json_first(j, 0); k >= 0; k = sl_json_next_member(j, k)) {
+        int v = k + 1;
+
+        if (v == ev->t_payload || (v == ev->t_schema && ev->t_schema >= 0)) {
+            if (!first)
+                sl_buf_putc(out, ',');
+            put_raw(&w, k);
+            sl_buf_putc(out, ':');
+            if (v == ev->t_payload)
+                put_payload(&w, ev, sel);
+            else
+                put_schema(&w, v, sel, ev->flattened);
+        } else {
+            put_member(&w, k, first);
+        }
+        first = false;
+    }
+    sl_buf_putc(out, '}');
+out:
+    sl_buf_free(&w.tmp);
+}
+
+int sl_event_key(sl_event *ev, const char *const *cols, size_t ncols, sl_buf *out, sl_error *err)
+{
+    wctx w = {&ev->v, out, SL_BUF_INIT, true, false};
+    size_t mark = out->len;
+    size_t i;
+    int rc = -1;
+
+    if (ncols > 0) {
+        int row = ev->t_after >= 0 ? ev->t_after : ev->t_before;
+        const char *part = ev->t_after >= 0 ? "after" : "before";
+
+        if (row < 0) {
+            sl_error_set(err, SL_ERR_INVALID,
+                         "cannot build the row key: the event has no before or after row");
+            goto out;
+        }
+        sl_buf_putc(out, '{');
+        for (i = 0; i < ncols; i++) {
+            size_t n = strlen(cols[i]);
+            int t = sl_json_get(w.j, row, cols[i], n);
+
+            if (t < 0 || (ev->flattened && n >= 2 && cols[i][0] == '_' && cols[i][1] == '_')) {
+                sl_error_set(err, SL_ERR_INVALID, "key column '%s' is missing from %s", cols[i],
+                             part);
+                goto out;
+            }
+            if (i > 0)
+                sl_buf_putc(out, ',');
+            sl_buf_json_str(out, cols[i], n);
+            sl_buf_putc(out, ':');
+            put_compact(&w, t);
+        }
+        sl_buf_putc(out, '}');
+        rc = 0;
+        goto out;
+    }
+    if (!ev->has_key) {
+        sl_error_set(err, SL_ERR_INVALID,
+                     ev->t_key == SL_EV_BAD_KEY
+                         ? "the record key is not valid JSON (and the table declares no key "
+                           "columns)"
+                         : "the record has no key (and the table declares no key columns)");
+        goto out;
+    }
+    w.j = &ev->k;
+    if (ev->k.tok[ev->t_key].type != SL_J_OBJECT) {
+        sl_error_set(err, SL_ERR_INVALID, "the record key is %s, expected a JSON object",
+                     sl_ev_jtype_name(ev->k.tok[ev->t_key].type));
+        goto out;
+    }
+    put_compact(&w, ev->t_key);
+    rc = 0;
+out:
+    if (rc < 0 && out->data != NULL) {
+        out->len = mark;
+        out->data[mark] = '\0';
+    }
+    sl_buf_free(&w.tmp);
+    return rc;
+}

@@ -1,0 +1,248 @@
+/*
+ * record.c - the JSON-lines record format of the file source and sink.
+ *
+ * A line is either a bare Debezium value, or a wrapper object carrying the
+ * Kafka coordinates: {"topic","partition","offset","key","value","headers"},
+ * also in kcat -J's spelling ("payload", headers as a flat array). See
+ * docs/formats.md.
+ */
+#include "event.h"
+
+#include <string.h>
+
+/* Can the line's top level have a "topic" member? A wrapper must spell the
+ * key either plainly or with \u00XX escapes (t, o, p, i, c are ASCII), so a
+ * line with neither byte sequence is a bare value and need not be tokenized
+ * here: sl_event_decode() validates it anyway. This keeps bare lines at one
+ * tokenization each. */
+static bool contains(const char *p, size_t n, const char *needle, size_t nlen)
+{
+    const char *end = p + n, *q;
+
+    while ((size_t)(end - p) >= nlen && (q = memchr(p, needle[0], (size_t)(end - p))) != NULL) {
+        if ((size_t)(end - q) < nlen)
+            return false;
+        if (memcmp(q, needle, nlen) == 0)
+            return true;
+        p = q + 1;
+    }
+    return false;
+}
+
+static bool may_be_wrapper(const char *p, size_t n)
+{
+    return contains(p, n, "topic", 5) || contains(p, n, "\\u00", 4);
+}
+
+/* A string member's text: into the line when unescaped, else into scratch
+ * (reserved by the caller, so earlier views stay valid). */
+static sl_str text_of(const sl_json *j, int t, sl_buf *scratch)
+{
+    sl_str s;
+
+    if (!j->tok[t].escaped) {
+        s.p = j->src + j->tok[t].start + 1;
+        s.len = j->tok[t].len - 2;
+        return s;
+    }
+    s.len = scratch->len;
+    sl_json_unescape(j, t, scratch);
+    s.p = scratch->data + s.len;
+    s.len = scratch->len - s.len;
+    return s;
+}
+
+static int int_member(const sl_json *j, int root, const char *name, int64_t lo, int64_t hi,
+                      int64_t *out, sl_error *err)
+{
+    int t = sl_json_get(j, root, name, strlen(name));
+    sl_value v;
+
+    *out = -1;
+    if (t < 0 || j->tok[t].type == SL_J_NULL)
+        return 0;
+    if (j->tok[t].type == SL_J_NUMBER) {
+        sl_json_value(j, t, NULL, &v);
+        if (v.type == SL_V_INT && v.u.i >= lo && v.u.i <= hi) {
+            *out = v.u.i;
+            return 0;
+        }
+    }
+    return sl_error_set(err, SL_ERR_PARSE, "wrapper \"%s\" must be an integer from %lld to %lld",
+                        name, (long long)lo, (long long)hi);
+}
+
+/* key / value / payload: embedded JSON, a string holding JSON, or null. */
+static void payload_member(const sl_json *j, int t, sl_buf *scratch, const char **p, size_t *n)
+{
+    *p = NULL;
+    *n = 0;
+    if (t < 0 || j->tok[t].type == SL_J_NULL)
+        return;
+    if (j->tok[t].type == SL_J_STRING) {
+        sl_str s = text_of(j, t, scratch);
+
+        *p = s.p;
+        *n = s.len;
+        return;
+    }
+    *p = j->src + j->tok[t].start;
+    *n = j->tok[t].len;
+}
+
+static int add_header(sl_record *rec, const sl_json *j, int name, int value, sl_buf *scratch,
+                      sl_error *err)
+{
+    sl_header *h;
+
+    if (rec->nheaders == SL_MAX_HEADERS)
+        return sl_error_set(err, SL_ERR_PARSE, "more than %d headers", SL_MAX_HEADERS);
+    if (j->tok[name].type != SL_J_STRING)
+        return sl_error_set(err, SL_ERR_PARSE, "a header name must be a string");
+    h = &rec->headers[rec->nheaders++];
+    h->name = text_of(j, name, scratch);
+    h->null_value = value < 0 || j->tok[value].type == SL_J_NULL;
+    if (h->null_value) {
+        h->value.p = "";
+        h->value.len = 0;
+    } else if (j->tok[value].type == SL_J_STRING) {
+        h->value = text_of(j, value, scratch);
+    } else {
+        h->value = sl_json_raw(j, value);
+    }
+    return 0;
+}
+
+static int parse_headers(sl_record *rec, const sl_json *j, int t, sl_buf *scratch, sl_error *err)
+{
+    int k;
+
+    if (t < 0 || j->tok[t].type == SL_J_NULL)
+        return 0;
+    if (j->tok[t].type == SL_J_OBJECT) {
+        for (k = sl_json_first(j, t); k >= 0; k = sl_json_next_member(j, k))
+            if (add_header(rec, j, k, k + 1, scratch, err) < 0)
+                return -1;
+        return 0;
+    }
+    if (j->tok[t].type == SL_J_ARRAY) {
+        /* kcat -J: ["name1","value1","name2","value2",...] */
+        if (j->tok[t].count % 2 != 0)
+            return sl_error_set(err, SL_ERR_PARSE,
+                                "header array must hold name, value pairs (it has %u elements)",
+                                (unsigned)j->tok[t].count);
+        for (k = sl_json_elem_first(j, t); k >= 0;) {
+            int v = sl_json_elem_next(j, t, k);
+
+            if (add_header(rec, j, k, v, scratch, err) < 0)
+                return -1;
+            k = sl_json_elem_next(j, t, v);
+        }
+        return 0;
+    }
+    return sl_error_set(err, SL_ERR_PARSE, "\"headers\" must be an object or an array");
+}
+
+int sl_record_parse_line(sl_record *rec, const char *line, size_t len, sl_json *j, sl_buf *scratch,
+                         sl_error *err)
+{
+    sl_str where = rec->where;
+    int64_t n;
+    int root, t;
+
+    memset(rec, 0, sizeof(*rec));
+    rec->where = where;
+    rec->topic.p = "";
+    rec->partition = -1;
+    rec->offset = -1;
+
+    if (len >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0) {
+        line += 3;
+        len -= 3;
+    }
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    {
+        size_t i = 0;
+
+        while (i < len && (line[i] == ' ' || line[i] == '\t'))
+            i++;
+        if (i == len)
+            return sl_error_set(err, SL_ERR_PARSE, "empty line");
+    }
+    if (!may_be_wrapper(line, len)) {
+        rec->value = line;
+        rec->value_len = len;
+        return 0;
+    }
+    if (sl_json_parse(j, line, len, err) < 0)
+        return sl_error_wrap(err, "line is not valid JSON");
+    root = 0;
+    if (j->tok[root].type != SL_J_OBJECT || (t = sl_json_get(j, root, "topic", 5)) < 0) {
+        rec->value = line;
+        rec->value_len = len;
+        return 0;
+    }
+
+    /* A wrapper. Unescaped texts are at most as long as the line: reserve
+     * once so that views into scratch stay put while we add more. */
+    sl_buf_reserve(scratch, len + 1);
+    if (j->tok[t].type != SL_J_STRING)
+        return sl_error_set(err, SL_ERR_PARSE, "wrapper \"topic\" must be a string");
+    rec->topic = text_of(j, t, scratch);
+    if (int_member(j, root, "partition", -1, INT32_MAX, &n, err) < 0)
+        return -1;
+    rec->partition = (int32_t)n;
+    if (int_member(j, root, "offset", -1, INT64_MAX, &n, err) < 0)
+        return -1;
+    rec->offset = n;
+    payload_member(j, sl_json_get(j, root, "key", 3), scratch, &rec->key, &rec->key_len);
+    t = sl_json_get(j, root, "value", 5);
+    if (t < 0)
+        t = sl_json_get(j, root, "payload", 7);
+    if (t < 0)
+        return sl_error_set(err, SL_ERR_PARSE,
+                            "wrapper line has no \"value\" (or kcat's \"payload\") member");
+    payload_member(j, t, scratch, &rec->value, &rec->value_len);
+    return parse_headers(rec, j, sl_json_get(j, root, "headers", 7), scratch, err);
+}
+
+static void put_json_or_string(sl_buf *out, const char *p, size_t n, bool is_json)
+{
+    if (p == NULL)
+        sl_buf_append(out, "null", 4);
+    else if (is_json)
+        sl_buf_append(out, p, n);
+    else
+        sl_buf_json_str(out, p, n);
+}
+
+void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_json, sl_buf *out)
+{
+    size_t i;
+
+    sl_buf_append(out, "{\"topic\":", 9);
+    sl_buf_json_str(out, rec->topic.p ? rec->topic.p : "", rec->topic.len);
+    if (rec->partition >= 0)
+        sl_buf_printf(out, ",\"partition\":%d", (int)rec->partition);
+    if (rec->offset >= 0)
+        sl_buf_printf(out, ",\"offset\":%lld", (long long)rec->offset);
+    sl_buf_append(out, ",\"key\":", 7);
+    put_json_or_string(out, rec->key, rec->key_len, key_is_json);
+    sl_buf_append(out, ",\"value\":", 9);
+    put_json_or_string(out, rec->value, rec->value_len, value_is_json);
+    sl_buf_append(out, ",\"headers\":{", 12);
+    for (i = 0; i < rec->nheaders; i++) {
+        const sl_header *h = &rec->headers[i];
+
+        if (i > 0)
+            sl_buf_putc(out, ',');
+        sl_buf_json_str(out, h->name.p, h->name.len);
+        sl_buf_putc(out, ':');
+        if (h->null_value)
+            sl_buf_append(out, "null", 4);
+        else
+            sl_buf_json_str(out, h->value.p, h->value.len);
+    }
+    sl_buf_append(out, "}}", 2);
+}
