@@ -171,19 +171,35 @@ static int fsk_flush(void *self, bool sync, sl_error *err)
 {
     file_sink *fs = self;
     topic_file *tf;
-    int i, rc = 0;
+    int *fds = NULL;
+    char **names = NULL;
+    size_t n = 0, cap = 0, i;
+    int b, rc = 0;
 
     if (!sync || fs->dir == NULL)
         return 0; /* every write already reached the operating system */
+    /* Collect the files under the lock, sync them without it: writers go on
+     * while the disk catches up. Topic files are never closed while the sink
+     * lives, so the descriptors stay valid. */
     pthread_mutex_lock(&fs->mu);
-    for (i = 0; i < NBUCKETS; i++)
-        for (tf = fs->buckets[i]; tf; tf = tf->next)
-            if (fdatasync(tf->fd) != 0) {
-                rc = sl_error_set(err, SL_ERR_IO, "sync output %s: %s", tf->topic, strerror(errno));
-                goto out;
+    for (b = 0; b < NBUCKETS; b++)
+        for (tf = fs->buckets[b]; tf; tf = tf->next) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 32;
+                fds = sl_xrealloc(fds, cap * sizeof(*fds));
+                names = sl_xrealloc(names, cap * sizeof(*names));
             }
-out:
+            fds[n] = tf->fd;
+            names[n++] = tf->topic;
+        }
     pthread_mutex_unlock(&fs->mu);
+    for (i = 0; i < n; i++)
+        if (fdatasync(fds[i]) != 0) {
+            rc = sl_error_set(err, SL_ERR_IO, "sync output %s: %s", names[i], strerror(errno));
+            break;
+        }
+    free(fds);
+    free(names);
     return rc;
 }
 

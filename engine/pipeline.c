@@ -1,6 +1,18 @@
 /*
  * pipeline.c - reader, workers, checkpoints.
+ *
+ * The reader only cuts the input into batches of raw lines: copying bytes is
+ * all it does, so it is never the bottleneck. Workers take whole batches
+ * from a shared queue in order and decode them (stage A) in parallel; then,
+ * strictly in batch order (a turn counter), each hands every decoded item to
+ * the worker that owns its row (a "delivery"); a worker runs stage B over
+ * its deliveries first-in first-out. So one row's changes are decoded
+ * anywhere but processed by one thread in input order.
+ *
+ * A batch goes back to the pool when the last of its items has been through
+ * stage B; the pool has a fixed size, which bounds memory.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,25 +26,39 @@
 #include "process.h"
 
 typedef struct batch {
-    sl_item **items; /* swapped with the reader's spare item, never copied */
-    int n;
+    /* filled by the reader */
+    sl_buf bytes; /* the lines, back to back */
+    size_t *off;  /* [cap + 1] line i is bytes[off[i] .. off[i] + len[i]) */
+    size_t *len;
+    const char **input; /* stream of each line (names owned by the engine) */
+    int64_t *pos;
+    int n, cap;
+    uint64_t seq;       /* batch number, in input order */
+    uint64_t first_seq; /* no line in it has a smaller message sequence number */
     bool in_use;        /* guarded by engine.mu */
-    uint64_t first_seq; /* no item in it has a smaller sequence number */
-    struct batch *next_free;
+    /* filled by the decoding worker */
+    sl_item **items;
+    int *order;          /* item indexes grouped by owner, input order within a group */
+    int *start;          /* [nworkers + 1]: owner w's items are order[start[w] .. start[w+1]) */
+    _Atomic int pending; /* items not yet through stage B */
+    struct batch *next;  /* free list / decode queue */
 } batch;
 
 typedef struct engine engine;
+
+typedef struct delivery {
+    batch *b;
+} delivery;
 
 typedef struct worker {
     engine *e;
     int idx;
     pthread_t th;
-    pthread_cond_t cv;
-    batch **ring; /* guarded by engine.mu */
+    delivery *ring; /* guarded by engine.mu; as large as the pool */
     size_t head, count, cap;
-    bool end;
     void *sess;
     sl_proc *proc;
+    sl_json j; /* stage A tokenizer */
 } worker;
 
 /* One input stream seen this run: maps sequence numbers to its positions. */
@@ -55,10 +81,15 @@ struct engine {
     int nworkers, bsize;
 
     pthread_mutex_t mu;
-    pthread_cond_t pool_cv, done_cv;
+    pthread_cond_t pool_cv; /* a batch was freed */
+    pthread_cond_t work_cv; /* a batch to decode, a delivery, a turn, or the end */
+    pthread_cond_t done_cv; /* a thread finished */
     batch *batches;
     size_t nbatches;
     batch *free;
+    batch *dq_head, *dq_tail; /* decode queue, in batch order */
+    uint64_t next_batch_seq;  /* reader: the next batch's number */
+    uint64_t delivered;       /* batches delivered so far (the turn counter) */
     worker *workers;
     pthread_t reader;
     bool reader_done; /* guarded by mu */
@@ -85,6 +116,7 @@ static void fail(engine *e, const sl_error *err)
     }
     atomic_store(&e->stop_reading, true);
     pthread_cond_broadcast(&e->pool_cv);
+    pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -99,9 +131,11 @@ static batch *acquire(engine *e)
         pthread_cond_wait(&e->pool_cv, &e->mu);
     if (e->free) {
         b = e->free;
-        e->free = b->next_free;
+        e->free = b->next;
+        b->next = NULL;
         b->in_use = true;
         b->n = 0;
+        sl_buf_reset(&b->bytes);
         b->first_seq = atomic_load(&e->next_seq);
     }
     pthread_mutex_unlock(&e->mu);
@@ -113,62 +147,74 @@ static void release(engine *e, batch *b)
     pthread_mutex_lock(&e->mu);
     b->in_use = false;
     b->n = 0;
-    b->next_free = e->free;
+    b->next = e->free;
     e->free = b;
     pthread_cond_signal(&e->pool_cv);
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Hand a batch (or NULL: end of input) to a worker. The ring is as large
- * as the pool, so this never waits. */
-static void push(engine *e, worker *w, batch *b)
+/* Reader: queue a filled batch for decoding (an empty one goes back). */
+static void submit(engine *e, batch *b)
 {
-    pthread_mutex_lock(&e->mu);
-    if (b == NULL)
-        w->end = true;
-    else
-        w->ring[(w->head + w->count++) % w->cap] = b;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&e->mu);
-}
-
-static batch *pop(engine *e, worker *w)
-{
-    batch *b = NULL;
-
-    pthread_mutex_lock(&e->mu);
-    while (w->count == 0 && !w->end)
-        pthread_cond_wait(&w->cv, &e->mu);
-    if (w->count) {
-        b = w->ring[w->head];
-        w->head = (w->head + 1) % w->cap;
-        w->count--;
+    if (b->n == 0) {
+        release(e, b);
+        return;
     }
+    pthread_mutex_lock(&e->mu);
+    b->seq = e->next_batch_seq++;
+    b->next = NULL;
+    if (e->dq_tail)
+        e->dq_tail->next = b;
+    else
+        e->dq_head = b;
+    e->dq_tail = b;
+    pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
-    return b;
 }
 
 /* ---- workers -------------------------------------------------------------- */
 
-static void *worker_main(void *arg)
+/* Stage A over a whole batch, then group its items by owner. */
+static void decode_batch(engine *e, worker *w, batch *b)
 {
-    worker *w = arg;
-    engine *e = w->e;
-    batch *b;
+    int i, k, nw = e->nworkers;
+    int *count = b->start; /* counts first, then prefix sums */
+
+    for (k = 0; k <= nw; k++)
+        count[k] = 0;
+    for (i = 0; i < b->n; i++) {
+        sl_item *it = b->items[i];
+
+        sl_item_decode(it, e->prog, b->bytes.data + b->off[i], b->len[i], b->input[i], b->pos[i],
+                       &w->j);
+        count[it->hash % (uint64_t)nw + 1]++;
+    }
+    for (k = 0; k < nw; k++)
+        count[k + 1] += count[k];
+    /* stable placement: input order within each owner */
+    {
+        int fill[SL_MAX_WORKERS];
+
+        for (k = 0; k < nw; k++)
+            fill[k] = b->start[k];
+        for (i = 0; i < b->n; i++)
+            b->order[fill[b->items[i]->hash % (uint64_t)nw]++] = i;
+    }
+    atomic_store(&b->pending, b->n);
+}
+
+/* Stage B over this worker's items of one batch. */
+static void process_delivery(engine *e, worker *w, batch *b)
+{
+    int from = b->start[w->idx], to = b->start[w->idx + 1], i;
     sl_error err;
-    int i;
+    const sl_record *recs;
+    size_t n;
 
     sl_error_clear(&err);
-    while ((b = pop(e, w)) != NULL) {
-        const sl_record *recs;
-        size_t n;
-
-        if (atomic_load(&e->failed)) {
-            release(e, b); /* drain without processing: nothing is committed */
-            continue;
-        }
-        for (i = 0; i < b->n; i++)
-            if (sl_proc_item(w->proc, b->items[i], &err) != 0)
+    if (!atomic_load(&e->failed)) {
+        for (i = from; i < to; i++)
+            if (sl_proc_item(w->proc, b->items[b->order[i]], &err) != 0)
                 goto failed;
         recs = sl_proc_outputs(w->proc, &n);
         /* Outputs reach the operating system before the store records the
@@ -178,16 +224,81 @@ static void *worker_main(void *arg)
             goto failed;
         if (sl_proc_commit(w->proc, &err) != 0)
             goto failed;
-        release(e, b);
-        continue;
-    failed:
-        fail(e, &err);
-        sl_proc_commit(w->proc, NULL); /* forget the pending outputs */
-        release(e, b);
     }
+    goto done;
+failed:
+    fail(e, &err);
+    sl_proc_commit(w->proc, NULL); /* forget the pending outputs */
+done:
+    if (atomic_fetch_sub(&b->pending, to - from) == to - from)
+        release(e, b);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    engine *e = w->e;
+    char name[16];
+    int k;
+
+    snprintf(name, sizeof(name), "sluice-w%d", w->idx);
+    pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&e->mu);
+    for (;;) {
+        batch *b;
+
+        /* 1. own deliveries first: they free batches */
+        if (w->count) {
+            b = w->ring[w->head].b;
+            w->head = (w->head + 1) % w->cap;
+            w->count--;
+            pthread_mutex_unlock(&e->mu);
+            process_delivery(e, w, b);
+            pthread_mutex_lock(&e->mu);
+            continue;
+        }
+        /* 2. a batch to decode */
+        if (e->dq_head) {
+            b = e->dq_head;
+            e->dq_head = b->next;
+            if (e->dq_head == NULL)
+                e->dq_tail = NULL;
+            pthread_mutex_unlock(&e->mu);
+            decode_batch(e, w, b);
+            pthread_mutex_lock(&e->mu);
+            /* deliver in batch order; meanwhile keep processing our own */
+            while (e->delivered != b->seq) {
+                if (w->count) {
+                    batch *own = w->ring[w->head].b;
+
+                    w->head = (w->head + 1) % w->cap;
+                    w->count--;
+                    pthread_mutex_unlock(&e->mu);
+                    process_delivery(e, w, own);
+                    pthread_mutex_lock(&e->mu);
+                    continue;
+                }
+                pthread_cond_wait(&e->work_cv, &e->mu);
+            }
+            for (k = 0; k < e->nworkers; k++) {
+                worker *o = &e->workers[k];
+
+                if (b->start[k + 1] > b->start[k]) {
+                    o->ring[(o->head + o->count++) % o->cap].b = b;
+                }
+            }
+            e->delivered++;
+            pthread_cond_broadcast(&e->work_cv);
+            continue;
+        }
+        /* 3. the end: the reader is done and every batch was delivered */
+        if (e->reader_done && e->delivered == e->next_batch_seq)
+            break;
+        pthread_cond_wait(&e->work_cv, &e->mu);
+    }
     e->workers_done++;
     pthread_cond_broadcast(&e->done_cv);
+    pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }
@@ -204,24 +315,31 @@ static input *find_input(engine *e, const char *name)
     return NULL;
 }
 
+static void add_line(batch *b, const sl_msg *msg, const char *input_name)
+{
+    b->off[b->n] = b->bytes.len;
+    b->len[b->n] = msg->len;
+    b->input[b->n] = input_name;
+    b->pos[b->n] = msg->pos;
+    sl_buf_append(&b->bytes, msg->line, msg->len);
+    b->n++;
+}
+
 static void *reader_main(void *arg)
 {
     engine *e = arg;
-    batch **fill = sl_xcalloc((size_t)e->nworkers, sizeof(*fill));
-    sl_item *spare = sl_xmalloc(sizeof(*spare)), *t;
-    sl_json j;
+    batch *b = NULL;
     sl_msg msg;
     sl_error err;
     const char *last_name = NULL;
     int64_t done = 0;
-    int r, k;
+    int r;
 
-    sl_item_init(spare);
-    sl_json_init(&j);
+    pthread_setname_np(pthread_self(), "sluice-reader");
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
-        batch *b;
-        int wi;
+        input *in;
+        uint64_t seq;
 
         r = e->src->ops->poll(e->src->self, &msg, 200, &err);
         if (r < 0) {
@@ -232,11 +350,10 @@ static void *reader_main(void *arg)
             break;
         if (r == 2) {
             /* input is idle: do not sit on what we hold */
-            for (k = 0; k < e->nworkers; k++)
-                if (fill[k] && fill[k]->n) {
-                    push(e, &e->workers[k], fill[k]);
-                    fill[k] = NULL;
-                }
+            if (b) {
+                submit(e, b);
+                b = NULL;
+            }
             continue;
         }
         if (msg.input != last_name) {
@@ -253,59 +370,41 @@ static void *reader_main(void *arg)
             atomic_fetch_add(&e->resumed, 1);
             continue;
         }
-        sl_item_decode(spare, e->prog, msg.line, msg.len, msg.input, msg.pos, &j);
-        wi = (int)(spare->hash % (uint64_t)e->nworkers);
-        if (fill[wi] == NULL && (fill[wi] = acquire(e)) == NULL)
-            break; /* stopping: this message is not taken, the next run redoes it */
-        b = fill[wi];
-        t = b->items[b->n];
-        b->items[b->n++] = spare;
-        spare = t;
+        if (b == NULL && (b = acquire(e)) == NULL)
+            break; /* stopping: this line is not taken, the next run redoes it */
         pthread_mutex_lock(&e->mu);
-        {
-            input *in = e->cur_input;
-            uint64_t seq = atomic_load(&e->next_seq);
-
-            if (in == NULL || strcmp(in->name, msg.input) != 0) {
-                in = find_input(e, msg.input);
-                if (in == NULL) {
-                    in = sl_xcalloc(1, sizeof(*in));
-                    in->name = sl_xstrdup(msg.input);
-                    in->fp = msg.input_fp;
-                    in->seq_start = seq;
-                    in->pos_start = msg.pos;
-                    in->committed = done;
-                    in->next = e->inputs;
-                    e->inputs = in;
-                }
-                e->cur_input = in;
+        in = e->cur_input;
+        seq = atomic_load(&e->next_seq);
+        if (in == NULL || strcmp(in->name, msg.input) != 0) {
+            in = find_input(e, msg.input);
+            if (in == NULL) {
+                in = sl_xcalloc(1, sizeof(*in));
+                in->name = sl_xstrdup(msg.input);
+                in->fp = msg.input_fp;
+                in->seq_start = seq;
+                in->pos_start = msg.pos;
+                in->committed = done;
+                in->next = e->inputs;
+                e->inputs = in;
             }
-            in->last_seq = seq;
-            e->cur_pos = msg.pos;
-            atomic_store(&e->next_seq, seq + 1);
+            e->cur_input = in;
         }
+        in->last_seq = seq;
+        e->cur_pos = msg.pos;
         pthread_mutex_unlock(&e->mu);
-        if (b->n == e->bsize) {
-            push(e, &e->workers[wi], b);
-            fill[wi] = NULL;
+        add_line(b, &msg, in->name);
+        atomic_store(&e->next_seq, seq + 1);
+        if (b->n == b->cap) {
+            submit(e, b);
+            b = NULL;
         }
     }
-    for (k = 0; k < e->nworkers; k++) {
-        if (fill[k]) {
-            if (fill[k]->n)
-                push(e, &e->workers[k], fill[k]);
-            else
-                release(e, fill[k]);
-        }
-        push(e, &e->workers[k], NULL);
-    }
-    sl_item_free(spare);
-    free(spare);
-    sl_json_free(&j);
-    free(fill);
+    if (b)
+        submit(e, b);
     pthread_mutex_lock(&e->mu);
     e->reader_done = true;
     pthread_cond_broadcast(&e->done_cv);
+    pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }
@@ -460,6 +559,7 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
     e->bsize = opts->batch > 0 ? opts->batch : 256;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->pool_cv, NULL);
+    pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
 
     e->ck_sess = store->ops->session_open(store->self, err);
@@ -473,12 +573,19 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
     for (i = 0; i < e->nbatches; i++) {
         batch *b = &e->batches[i];
 
-        b->items = sl_xcalloc((size_t)e->bsize, sizeof(*b->items));
-        for (k = 0; k < e->bsize; k++) {
+        b->cap = e->bsize;
+        b->off = sl_xcalloc((size_t)b->cap, sizeof(*b->off));
+        b->len = sl_xcalloc((size_t)b->cap, sizeof(*b->len));
+        b->input = sl_xcalloc((size_t)b->cap, sizeof(*b->input));
+        b->pos = sl_xcalloc((size_t)b->cap, sizeof(*b->pos));
+        b->order = sl_xcalloc((size_t)b->cap, sizeof(*b->order));
+        b->start = sl_xcalloc((size_t)e->nworkers + 1, sizeof(*b->start));
+        b->items = sl_xcalloc((size_t)b->cap, sizeof(*b->items));
+        for (k = 0; k < b->cap; k++) {
             b->items[k] = sl_xmalloc(sizeof(sl_item));
             sl_item_init(b->items[k]);
         }
-        b->next_free = e->free;
+        b->next = e->free;
         e->free = b;
     }
     e->workers = sl_xcalloc((size_t)e->nworkers, sizeof(*e->workers));
@@ -489,7 +596,7 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
         w->idx = k;
         w->cap = e->nbatches + 1;
         w->ring = sl_xcalloc(w->cap, sizeof(*w->ring));
-        pthread_cond_init(&w->cv, NULL);
+        sl_json_init(&w->j);
         w->sess = store->ops->session_open(store->self, err);
         if (w->sess == NULL)
             goto out;
@@ -526,11 +633,12 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
             atomic_store(&e->stop_reading, true);
             pthread_mutex_lock(&e->mu);
             pthread_cond_broadcast(&e->pool_cv);
+            pthread_cond_broadcast(&e->work_cv);
             pthread_mutex_unlock(&e->mu);
         }
         if (opts->progress)
             draw_progress(e, t0, &last_n, &last_t);
-        if (now_s() - last_ck >= 1.0) {
+        if (now_s() - last_ck >= 1.0 && strcmp(store->ops->scheme, "none") != 0) {
             sl_error ck;
 
             if (checkpoint(e, &ck) != 0)
@@ -542,12 +650,13 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
     pthread_mutex_unlock(&e->mu);
     rc = 0;
 out:
-    if (rc != 0) {
-        /* startup failed: stop whatever runs */
+    if (rc != 0 && !reader_started) {
+        /* startup failed: let the workers that run see the end */
+        pthread_mutex_lock(&e->mu);
         atomic_store(&e->stop_reading, true);
-        for (k = 0; k < started; k++)
-            if (!reader_started)
-                push(e, &e->workers[k], NULL);
+        e->reader_done = true;
+        pthread_cond_broadcast(&e->work_cv);
+        pthread_mutex_unlock(&e->mu);
     }
     if (reader_started)
         pthread_join(e->reader, NULL);
@@ -556,7 +665,7 @@ out:
     if (rc == 0) {
         sl_error ck;
 
-        if (checkpoint(e, &ck) != 0)
+        if (strcmp(store->ops->scheme, "none") != 0 && checkpoint(e, &ck) != 0)
             fail(e, &ck);
         if (atomic_load(&e->failed)) {
             if (err)
@@ -589,17 +698,26 @@ out:
         if (w->sess)
             store->ops->session_close(w->sess);
         free(w->ring);
-        pthread_cond_destroy(&w->cv);
+        sl_json_free(&w->j);
     }
     if (rep->ntopics)
         qsort(rep->topics, rep->ntopics, sizeof(*rep->topics), topic_cmp);
     rep->seconds = now_s() - t0;
     for (i = 0; i < e->nbatches; i++) {
-        for (k = 0; k < e->bsize; k++) {
-            sl_item_free(e->batches[i].items[k]);
-            free(e->batches[i].items[k]);
+        batch *b = &e->batches[i];
+
+        for (k = 0; k < b->cap; k++) {
+            sl_item_free(b->items[k]);
+            free(b->items[k]);
         }
-        free(e->batches[i].items);
+        free(b->items);
+        free(b->off);
+        free(b->len);
+        free(b->input);
+        free(b->pos);
+        free(b->order);
+        free(b->start);
+        sl_buf_free(&b->bytes);
     }
     while (e->inputs) {
         input *in = e->inputs;
@@ -616,6 +734,7 @@ out:
     free(e->workers);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->pool_cv);
+    pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->done_cv);
     free(e);
     return rc;

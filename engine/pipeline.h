@@ -5,11 +5,13 @@
  *   - the caller's thread runs sl_pipeline_run: it starts the others, draws
  *     the progress line, checkpoints input progress once a second, and
  *     turns a stop request into a clean drain;
- *   - one reader thread polls the source, decodes every message (stage A)
- *     and appends it to the batch of the worker that owns hash(table, key);
- *   - N worker threads each process their batches in order (stage B), write
- *     the outputs to the sink, and record what they processed in their own
- *     store session.
+ *   - one reader thread polls the source and cuts the input into batches of
+ *     raw lines;
+ *   - N worker threads decode whole batches in parallel (stage A), deliver
+ *     each decoded item, in batch order, to the worker that owns
+ *     hash(table, key), and process their deliveries in order (stage B):
+ *     write the outputs to the sink, then record what they processed in
+ *     their own store session.
  * Batches come from a fixed pool: when every batch is in use the reader
  * waits, so memory stays flat whatever the input size.
  */
@@ -24,6 +26,8 @@
 #include "../connectors/source.h"
 #include "../connectors/store.h"
 #include "../dsl/program.h"
+
+#define SL_MAX_WORKERS 256
 
 typedef struct sl_run_opts {
     int threads;                       /* workers; <= 0: the number of cores */

@@ -17,7 +17,6 @@ void sl_item_init(sl_item *it)
 
 void sl_item_free(sl_item *it)
 {
-    sl_buf_free(&it->line);
     sl_buf_free(&it->rscratch);
     sl_buf_free(&it->qname);
     sl_buf_free(&it->key);
@@ -40,8 +39,8 @@ void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t l
     sl_event *ev = &it->ev;
     sl_str schema;
 
-    sl_buf_reset(&it->line);
-    sl_buf_append(&it->line, line, len);
+    it->raw.p = line;
+    it->raw.len = len;
     sl_buf_reset(&it->rscratch);
     sl_buf_reset(&it->qname);
     sl_buf_reset(&it->key);
@@ -60,8 +59,7 @@ void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t l
         it->fate = SL_FATE_BLANK;
         return;
     }
-    if (sl_record_parse_line(&it->rec, it->line.data, it->line.len, j, &it->rscratch, &it->err) !=
-        0)
+    if (sl_record_parse_line(&it->rec, line, len, j, &it->rscratch, &it->err) != 0)
         return;
     if (sl_event_decode(ev, &it->rec, &it->err) != 0)
         return;
@@ -512,7 +510,7 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
     if (it->rec.value)
         put_json_or_string(w, it->rec.value, it->rec.value_len, &o->val, &o->val_len);
     else if (it->rec.key == NULL && it->rec.topic.len == 0)
-        put_json_or_string(w, it->line.data, it->line.len, &o->val, &o->val_len);
+        put_json_or_string(w, it->raw.p, it->raw.len, &o->val, &o->val_len);
     else
         o->null_value = true;
     add_hdr(w, o, "sluice.error", why->msg, strlen(why->msg));

@@ -1,11 +1,11 @@
 /*
  * process.h - what happens to one input message, in two stages.
  *
- * Stage A, sl_item_decode (reader thread): parse the line, decode the event,
- * find its table, origin site and row key. That is what picks the worker: a
- * row's events always go to the worker that owns hash(table, key), so they
- * are handled in input order. Stage B, sl_proc_item (that worker): drop
- * what was already processed, filter, route, select columns and render one
+ * Stage A, sl_item_decode (any worker, a whole batch of lines at a time):
+ * parse the line, decode the event, find its table, origin site and row key.
+ * That is what picks the worker for stage B: a row's events always go to
+ * the worker that owns hash(table, key), so they are handled in input order. Stage B, sl_proc_item
+ * (that worker): drop what was already processed, filter, route, select columns and render one
  * output record per destination, or a dead letter with the reason.
  *
  * An sl_item is reused across messages (its buffers keep their capacity).
@@ -35,7 +35,7 @@ typedef enum sl_fate {
 } sl_fate;
 
 typedef struct sl_item {
-    sl_buf line;     /* owned copy of the input bytes */
+    sl_str raw;      /* the input bytes, borrowed (they outlive the item's use) */
     sl_buf rscratch; /* record-parse scratch */
     sl_record rec;
     sl_event ev;
@@ -52,8 +52,9 @@ typedef struct sl_item {
 
 void sl_item_init(sl_item *it);
 void sl_item_free(sl_item *it);
-/* Stage A. Copies line[0..len) into the item first. Never fails: problems
- * become SL_FATE_DEAD with it->err filled. `j` is the reader's tokenizer. */
+/* Stage A. line[0..len) is borrowed: it must stay valid until the item has
+ * been through stage B. Never fails: problems become SL_FATE_DEAD with
+ * it->err filled. `j` is the calling thread's tokenizer. */
 void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t len,
                     const char *input, int64_t pos, sl_json *j);
 
