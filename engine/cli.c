@@ -42,11 +42,42 @@ static const char usage_text[] =
     "See docs/cli.md for details.\n";
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requests;
 
 static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requests++;
+}
+
+typedef struct reload_ctx {
+    char **files;
+    int nfiles;
+} reload_ctx;
+
+static sl_program *compile(char **files, int nfiles);
+
+/* SIGHUP: compile the same files again; on any error keep the running rules. */
+static sl_program *reload_rules(void *arg, const sl_program *current)
+{
+    reload_ctx *rc = arg;
+    sl_program *p;
+
+    fprintf(stderr, "sluice: SIGHUP: reloading rules\n");
+    p = compile(rc->files, rc->nfiles);
+    if (p == NULL) {
+        fprintf(stderr, "sluice: reload failed; still running rules version %s\n",
+                current->version);
+        return NULL;
+    }
+    fprintf(stderr, "sluice: rules reloaded: version %s -> %s\n", current->version, p->version);
+    return p;
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -155,6 +186,8 @@ static void print_summary(const sl_run_report *r, const sl_program *p, const cha
     LINE("dead letters", r->dead, p->dead_letter_topic);
     if (r->resumed)
         LINE("resumed", r->resumed, "input lines finished by an earlier run, not read again");
+    if (r->reloads)
+        LINE("reloads", (uint64_t)r->reloads, "rule reloads (SIGHUP) that took effect");
     if (strcmp(output, "-") != 0)
         fprintf(stderr, "outputs: %s/\n", output);
 #undef LINE
@@ -173,13 +206,13 @@ static int write_stats(const char *path, const sl_run_report *r)
             "{\"read\":%llu,\"routed\":%llu,\"written\":%llu,\"filtered\":%llu,"
             "\"unrouted\":%llu,\"ignored\":%llu,\"duplicates\":%llu,\"skipped\":%llu,"
             "\"dead_letters\":%llu,\"resumed\":%llu,\"seconds\":%.3f,\"threads\":%d,"
-            "\"stopped\":%d,\"topics\":{",
+            "\"stopped\":%d,\"reloads\":%d,\"topics\":{",
             (unsigned long long)r->read, (unsigned long long)r->routed,
             (unsigned long long)r->written, (unsigned long long)r->filtered,
             (unsigned long long)r->unrouted, (unsigned long long)r->ignored,
             (unsigned long long)r->duplicate, (unsigned long long)r->skipped,
             (unsigned long long)r->dead, (unsigned long long)r->resumed, r->seconds, r->threads,
-            r->stopped ? 1 : 0);
+            r->stopped ? 1 : 0, r->reloads);
     for (i = 0; i < r->ntopics; i++) {
         sl_buf t = SL_BUF_INIT;
 
@@ -236,6 +269,7 @@ static int cmd_run(int argc, char **argv)
     sl_store store = {0};
     sl_error err;
     struct sigaction sa;
+    reload_ctx rctx;
 
     sl_error_clear(&err);
     memset(&rep, 0, sizeof(rep));
@@ -305,9 +339,16 @@ static int cmd_run(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     opts.progress = progress && !quiet;
     opts.stop = &stop_requested;
+    rctx.files = files;
+    rctx.nfiles = nfiles;
+    opts.reload_seq = &reload_requests;
+    opts.reload = reload_rules;
+    opts.reload_arg = &rctx;
     if (sl_pipeline_run(prog, &src, &sink, &store, &opts, &rep, &err) != 0) {
         fprintf(stderr, "sluice: %s\n", err.msg);
         rc = 1;

@@ -41,6 +41,7 @@ typedef struct batch {
     int *order;          /* item indexes grouped by owner, input order within a group */
     int *start;          /* [nworkers + 1]: owner w's items are order[start[w] .. start[w+1]) */
     _Atomic int pending; /* items not yet through stage B */
+    sl_program *prog;    /* what its items were decoded with (a reference) */
     struct batch *next;  /* free list / decode queue */
 } batch;
 
@@ -73,7 +74,7 @@ typedef struct input {
 } input;
 
 struct engine {
-    const sl_program *prog;
+    sl_program *prog; /* the current rules, a reference; guarded by mu */
     sl_input *src;
     sl_sink *sink;
     sl_store *store;
@@ -144,6 +145,10 @@ static batch *acquire(engine *e)
 
 static void release(engine *e, batch *b)
 {
+    if (b->prog) {
+        sl_program_unref(b->prog);
+        b->prog = NULL;
+    }
     pthread_mutex_lock(&e->mu);
     b->in_use = false;
     b->n = 0;
@@ -182,10 +187,13 @@ static void decode_batch(engine *e, worker *w, batch *b)
 
     for (k = 0; k <= nw; k++)
         count[k] = 0;
+    pthread_mutex_lock(&e->mu);
+    b->prog = sl_program_ref(e->prog);
+    pthread_mutex_unlock(&e->mu);
     for (i = 0; i < b->n; i++) {
         sl_item *it = b->items[i];
 
-        sl_item_decode(it, e->prog, b->bytes.data + b->off[i], b->len[i], b->input[i], b->pos[i],
+        sl_item_decode(it, b->prog, b->bytes.data + b->off[i], b->len[i], b->input[i], b->pos[i],
                        &w->j);
         count[it->hash % (uint64_t)nw + 1]++;
     }
@@ -539,18 +547,19 @@ static int default_threads(void)
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
-int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_store *store,
+int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *store,
                     const sl_run_opts *opts, sl_run_report *rep, sl_error *err)
 {
     engine *e = sl_xcalloc(1, sizeof(*e));
     double t0 = now_s(), last_ck = t0, last_t = t0;
     uint64_t last_n = 0;
+    sig_atomic_t reload_seen = opts->reload_seq ? *opts->reload_seq : 0;
     size_t i;
     int k, started = 0, rc = -1;
     bool reader_started = false;
 
     memset(rep, 0, sizeof(*rep));
-    e->prog = prog;
+    e->prog = sl_program_ref(prog);
     e->src = src;
     e->sink = sink;
     e->store = store;
@@ -601,7 +610,7 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
         if (w->sess == NULL)
             goto out;
         /* the "none" store remembers nothing: no duplicate detection */
-        w->proc = sl_proc_new(prog, strcmp(store->ops->scheme, "none") ? store : NULL, w->sess);
+        w->proc = sl_proc_new(strcmp(store->ops->scheme, "none") ? store : NULL, w->sess);
     }
     for (k = 0; k < e->nworkers; k++) {
         if (pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]) != 0) {
@@ -635,6 +644,24 @@ int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_sto
             pthread_cond_broadcast(&e->pool_cv);
             pthread_cond_broadcast(&e->work_cv);
             pthread_mutex_unlock(&e->mu);
+        }
+        if (opts->reload_seq && *opts->reload_seq != reload_seen && opts->reload) {
+            sl_program *np;
+
+            reload_seen = *opts->reload_seq;
+            if (opts->progress)
+                fprintf(stderr, "\r\033[K");
+            np = opts->reload(opts->reload_arg, e->prog);
+            if (np) {
+                sl_program *old;
+
+                pthread_mutex_lock(&e->mu);
+                old = e->prog;
+                e->prog = np;
+                pthread_mutex_unlock(&e->mu);
+                sl_program_unref(old); /* batches still using it hold their own */
+                rep->reloads++;
+            }
         }
         if (opts->progress)
             draw_progress(e, t0, &last_n, &last_t);
@@ -718,6 +745,8 @@ out:
         free(b->order);
         free(b->start);
         sl_buf_free(&b->bytes);
+        if (b->prog)
+            sl_program_unref(b->prog);
     }
     while (e->inputs) {
         input *in = e->inputs;
@@ -730,6 +759,7 @@ out:
         store->ops->session_close(e->ck_sess);
     if (e->rd_sess)
         store->ops->session_close(e->rd_sess);
+    sl_program_unref(e->prog);
     free(e->batches);
     free(e->workers);
     pthread_mutex_destroy(&e->mu);

@@ -34,6 +34,14 @@ typedef struct sl_run_opts {
     int batch;                         /* messages per batch; <= 0: 256 */
     bool progress;                     /* draw a progress line on stderr */
     const volatile sig_atomic_t *stop; /* set by a signal handler: drain and stop */
+    /* Hot reload: when *reload_seq changes (a SIGHUP handler increments it),
+     * reload() is called on the calling thread; it returns a new program
+     * (one reference, handed over) or NULL to keep the current one (it has
+     * told the user why). Batches decoded after the swap use the new
+     * program; batches in flight finish with the one they started with. */
+    const volatile sig_atomic_t *reload_seq;
+    sl_program *(*reload)(void *arg, const sl_program *current);
+    void *reload_arg;
 } sl_run_opts;
 
 typedef struct sl_topic_count {
@@ -47,14 +55,16 @@ typedef struct sl_run_report {
     double seconds;
     int threads;
     bool stopped;           /* ended by a stop request before the input ended */
+    int reloads;            /* rule reloads (SIGHUP) that took effect */
     sl_topic_count *topics; /* owned; sorted by topic */
     size_t ntopics;
 } sl_run_report;
 
 /* Run until the source ends (or a stop request), then drain and checkpoint.
- * Borrowed: everything. Returns 0, or -1 with err when the sink or the store
- * failed (what was processed up to then is checkpointed). */
-int sl_pipeline_run(const sl_program *prog, sl_input *src, sl_sink *sink, sl_store *store,
+ * Borrowed: everything (the pipeline takes its own references to prog).
+ * Returns 0, or -1 with err when the sink or the store failed (what was
+ * processed up to then is checkpointed). */
+int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *store,
                     const sl_run_opts *opts, sl_run_report *rep, sl_error *err);
 
 void sl_run_report_free(sl_run_report *rep);

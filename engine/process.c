@@ -48,6 +48,7 @@ void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t l
     memset(&it->rec, 0, sizeof(it->rec));
     it->rec.partition = -1;
     it->rec.offset = -1;
+    it->prog = p;
     it->table = NULL;
     it->origin = -1;
     it->input = input;
@@ -156,7 +157,6 @@ typedef struct tcount {
 #define TOPIC_BUCKETS 256
 
 struct sl_proc {
-    const sl_program *prog;
     const sl_store *store;
     void *sess;
     sl_counters c;
@@ -199,11 +199,10 @@ static int load_hw(void *arg, const char *origin, const char *partition, const c
     return 0;
 }
 
-sl_proc *sl_proc_new(const sl_program *prog, const sl_store *store, void *sess)
+sl_proc *sl_proc_new(const sl_store *store, void *sess)
 {
     sl_proc *w = sl_xcalloc(1, sizeof(*w));
 
-    w->prog = prog;
     w->store = store;
     w->sess = sess;
     sl_pool_init(&w->arena);
@@ -333,7 +332,7 @@ static void cache_set(sl_proc *w, centry **slot, uint64_t h, const char *k, size
 static int check_seen(sl_proc *w, sl_item *it, sl_error *err)
 {
     sl_event *ev = &it->ev;
-    const char *origin = w->prog->sites[it->origin].name;
+    const char *origin = it->prog->sites[it->origin].name;
     sl_str pos = ev->position, o, t, k;
     uint64_t h;
     centry **slot, *e;
@@ -386,7 +385,7 @@ static int check_seen(sl_proc *w, sl_item *it, sl_error *err)
 static void push_seen(sl_proc *w, sl_item *it)
 {
     seen_desc *s;
-    const char *origin = w->prog->sites[it->origin].name;
+    const char *origin = it->prog->sites[it->origin].name;
 
     if (it->ev.position.len == 0 || w->store == NULL)
         return;
@@ -494,7 +493,7 @@ static void put_json_or_string(sl_proc *w, const char *p, size_t n, size_t *off,
 static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
 {
     out_desc *o = new_out(w);
-    const sl_program *p = w->prog;
+    const sl_program *p = it->prog;
     char where[64];
     int n;
 
@@ -570,7 +569,7 @@ static int route(sl_proc *w, sl_item *it, sl_eval_ctx *ctx, sl_siteset *dests, s
                 sl_buf_append(&name, v.u.s.p, v.u.s.len);
             else if (v.type == SL_V_INT)
                 sl_buf_printf(&name, "%lld", (long long)v.u.i);
-            site = name.len ? sl_program_site(w->prog, name.data, name.len) : -1;
+            site = name.len ? sl_program_site(it->prog, name.data, name.len) : -1;
             if (site < 0) {
                 sl_buf msg = SL_BUF_INIT, ex = SL_BUF_INIT;
 
@@ -595,7 +594,7 @@ static int route(sl_proc *w, sl_item *it, sl_eval_ctx *ctx, sl_siteset *dests, s
 
 static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
 {
-    const sl_program *p = w->prog;
+    const sl_program *p = it->prog;
     const sl_table *t = it->table;
     const sl_event *ev = &it->ev;
     sl_str schema = ev->schema.len ? ev->schema : ev->db;
@@ -689,7 +688,7 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
 
     sl_pool_reset(&w->arena);
     ctx.ev = &it->ev;
-    ctx.origin.p = w->prog->sites[it->origin].name;
+    ctx.origin.p = it->prog->sites[it->origin].name;
     ctx.origin.len = strlen(ctx.origin.p);
     ctx.arena = &w->arena;
     sl_error_clear(&why);

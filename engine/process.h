@@ -39,10 +39,11 @@ typedef struct sl_item {
     sl_buf rscratch; /* record-parse scratch */
     sl_record rec;
     sl_event ev;
-    sl_buf qname; /* "schema.table" (or "db.table") */
-    sl_buf key;   /* canonical key JSON */
-    const sl_table *table;
-    int origin; /* site index, -1 unknown */
+    sl_buf qname;           /* "schema.table" (or "db.table") */
+    sl_buf key;             /* canonical key JSON */
+    const sl_program *prog; /* the program it was decoded with (borrowed) */
+    const sl_table *table;  /* in prog */
+    int origin;             /* site index in prog, -1 unknown */
     sl_fate fate;
     sl_error err;
     const char *input; /* borrowed from the source */
@@ -73,9 +74,10 @@ typedef struct sl_counters {
 
 typedef struct sl_proc sl_proc;
 
-/* Borrowed: prog (the caller keeps a reference), store session (owned by
- * the caller, may be NULL for no dedupe). */
-sl_proc *sl_proc_new(const sl_program *prog, const sl_store *store, void *sess);
+/* Borrowed: the store and its session (owned by the caller; store NULL: no
+ * duplicate detection). Items carry the program they were decoded with, and
+ * the caller keeps that program alive until they are processed. */
+sl_proc *sl_proc_new(const sl_store *store, void *sess);
 void sl_proc_free(sl_proc *w);
 
 /* Stage B: appends output records to the proc's pending outputs. Returns 0,
