@@ -52,7 +52,7 @@ char *sl_xstrndup(const char *s, size_t n)
     return p;
 }
 
-void sl_buf_reserve(sl_buf *b, size_t extra)
+void sl_buf_grow(sl_buf *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
     size_t cap;
@@ -66,25 +66,9 @@ void sl_buf_reserve(sl_buf *b, size_t extra)
     b->cap = cap;
 }
 
-void sl_buf_append(sl_buf *b, const void *p, size_t n)
-{
-    sl_buf_reserve(b, n);
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void sl_buf_puts(sl_buf *b, const char *s)
 {
     sl_buf_append(b, s, strlen(s));
-}
-
-void sl_buf_putc(sl_buf *b, char c)
-{
-    sl_buf_reserve(b, 1);
-    b->data[b->len++] = c;
-    b->data[b->len] = '\0';
 }
 
 void sl_buf_printf(sl_buf *b, const char *fmt, ...)

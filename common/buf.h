@@ -23,10 +23,34 @@ typedef struct sl_buf {
         NULL, 0, 0                                                                                 \
     }
 
-void sl_buf_reserve(sl_buf *b, size_t extra);
-void sl_buf_append(sl_buf *b, const void *p, size_t n);
+/* Slow path of sl_buf_reserve: grow the allocation. */
+void sl_buf_grow(sl_buf *b, size_t extra);
+
+/* The hot appenders are inline: they run several times per byte range of
+ * every event, and a call per character would dominate. */
+static inline void sl_buf_reserve(sl_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 > b->cap)
+        sl_buf_grow(b, extra);
+}
+
+static inline void sl_buf_append(sl_buf *b, const void *p, size_t n)
+{
+    sl_buf_reserve(b, n);
+    if (n)
+        __builtin_memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static inline void sl_buf_putc(sl_buf *b, char c)
+{
+    sl_buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
 void sl_buf_puts(sl_buf *b, const char *s);
-void sl_buf_putc(sl_buf *b, char c);
 void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s (n bytes) as a JSON string literal, quotes included. Bytes that
  * are not valid UTF-8 are written as \u00XX escapes of the byte value. */
