@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/match.h"
 #include "internal.h"
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -22,26 +23,7 @@ bool sl_is_glob(const char *s)
 
 bool sl_glob_match(const char *pat, size_t plen, const char *s, size_t slen)
 {
-    size_t p = 0, i = 0, star_p = (size_t)-1, star_i = 0;
-
-    /* Iterative matcher: on a mismatch, let the last `*` eat one more byte. */
-    while (i < slen) {
-        if (p < plen && (pat[p] == '?' || pat[p] == s[i])) {
-            p++;
-            i++;
-        } else if (p < plen && pat[p] == '*') {
-            star_p = p++;
-            star_i = i;
-        } else if (star_p != (size_t)-1) {
-            p = star_p + 1;
-            i = ++star_i;
-        } else {
-            return false;
-        }
-    }
-    while (p < plen && pat[p] == '*')
-        p++;
-    return p == plen;
+    return sl_wildcard_match(pat, plen, s, slen, '*', '?');
 }
 
 bool sl_table_match(const char *pat, int split, const char *schema, size_t schema_len,

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/match.h"
 #include "eval.h"
 
 /* ---- arena ---------------------------------------------------------------- */
@@ -229,29 +230,6 @@ static int compare(sl_value *a, sl_value *b, bool eq_only, int *res)
         return eq_only ? 0 : -1;
     }
     return -1;
-}
-
-static bool like_match(const char *s, size_t sn, const char *p, size_t pn)
-{
-    size_t si = 0, pi = 0, star_p = (size_t)-1, star_s = 0;
-
-    while (si < sn) {
-        if (pi < pn && (p[pi] == '_' || p[pi] == s[si])) {
-            si++;
-            pi++;
-        } else if (pi < pn && p[pi] == '%') {
-            star_p = pi++;
-            star_s = si;
-        } else if (star_p != (size_t)-1) {
-            pi = star_p + 1;
-            si = ++star_s;
-        } else {
-            return false;
-        }
-    }
-    while (pi < pn && p[pi] == '%')
-        pi++;
-    return pi == pn;
 }
 
 static void set_null(sl_value *v)
@@ -724,7 +702,8 @@ int sl_eval(const sl_expr *e, sl_eval_ctx *c, sl_value *out, sl_error *err)
         }
         if (a.type != SL_V_STRING || b.type != SL_V_STRING)
             return fail(err, e, "LIKE needs strings, got %A and %B", &a, &b);
-        set_bool(out, like_match(a.u.s.p, a.u.s.len, b.u.s.p, b.u.s.len) != e->negated);
+        set_bool(out,
+                 sl_wildcard_match(b.u.s.p, b.u.s.len, a.u.s.p, a.u.s.len, '%', '_') != e->negated);
         return 0;
     case SL_X_ISNULL:
         if (sl_eval(e->a, c, &a, err) != 0)
