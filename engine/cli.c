@@ -13,6 +13,7 @@
 #include "../connectors/store.h"
 #include "cli.h"
 #include "pipeline.h"
+#include "process.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -23,6 +24,8 @@ static const char usage_text[] =
     "  check FILE.rules...            compile the rule set; print diagnostics; exit 0 or 1\n"
     "  explain FILE.rules...          print the compiled rule set readably\n"
     "  run [options] FILE.rules...    run the engine over change events\n"
+    "  test [--input PATH|-] [--records] FILE.rules...\n"
+    "                                 what the rules decide for each event; writes nothing\n"
     "  status [--store URI]           show what the metadata store has processed\n"
     "  version                        print the version\n"
     "  help                           this text\n"
@@ -370,6 +373,142 @@ out:
     return rc;
 }
 
+/* `sluice test`: what the rules decide for each event, one line each, with
+ * no state and no outputs written. */
+static void print_verdict(const sl_item *it, bool records, sl_proc *w)
+{
+    static const char *const fates[] = {
+        [SL_FATE_BLANK] = "skipped (blank line)",
+        [SL_FATE_TX] = "skipped (transaction marker)",
+        [SL_FATE_SCHEMA] = "skipped (schema change)",
+        [SL_FATE_MESSAGE] = "skipped (logical decoding message)",
+        [SL_FATE_TOMBSTONE] = "skipped (tombstone)",
+    };
+    const char *name = strrchr(it->input, '/');
+    size_t d, n, i;
+    bool first = true;
+
+    printf("%s:%lld", name ? name + 1 : it->input, (long long)it->pos);
+    if (it->qname.len)
+        printf("  %s %s", it->qname.data, it->key.len ? it->key.data : "");
+    if (it->origin >= 0)
+        printf("  from %s", it->prog->sites[it->origin].name);
+    printf(": ");
+    switch (it->verdict) {
+    case SL_VERDICT_ROUTED:
+        printf("routed ->");
+        for (d = 0; d < it->prog->nsites; d++)
+            if (sl_siteset_has(&it->dests, (int)d)) {
+                printf("%s %s", first ? "" : ",", it->prog->sites[d].name);
+                first = false;
+            }
+        printf("\n");
+        break;
+    case SL_VERDICT_FILTERED:
+        printf("filtered (where)\n");
+        break;
+    case SL_VERDICT_UNROUTED:
+        printf("no route applies\n");
+        break;
+    case SL_VERDICT_IGNORED:
+        printf("ignored (ignore table)\n");
+        break;
+    case SL_VERDICT_SKIPPED:
+        printf("%s\n", it->fate < sizeof(fates) / sizeof(fates[0]) && fates[it->fate]
+                           ? fates[it->fate]
+                           : "skipped");
+        break;
+    case SL_VERDICT_DUPLICATE:
+        printf("duplicate\n");
+        break;
+    case SL_VERDICT_DEAD:
+        printf("dead letter: %s\n", it->err.msg);
+        break;
+    }
+    if (records) {
+        const sl_record *recs = sl_proc_outputs(w, &n);
+        sl_buf line = SL_BUF_INIT;
+
+        for (i = 0; i < n; i++) {
+            sl_buf_reset(&line);
+            sl_record_write_line(&recs[i], true, true, &line);
+            printf("    %s\n", line.data);
+        }
+        sl_buf_free(&line);
+    }
+}
+
+static int cmd_test(int argc, char **argv)
+{
+    const char *input = "-", *v;
+    char **files = sl_xcalloc((size_t)argc + 1, sizeof(*files));
+    int nfiles = 0, i, r, rc = 1;
+    bool records = false;
+    sl_program *prog = NULL;
+    sl_input src = {0};
+    sl_proc *w = NULL;
+    sl_item it;
+    sl_json j;
+    sl_msg msg;
+    sl_error err;
+
+    sl_item_init(&it);
+    sl_json_init(&j);
+    for (i = 0; i < argc; i++) {
+        if ((v = opt_value(argc, argv, &i, "--input")) != NULL) {
+            if (*v == '\0') {
+                rc = usage_error("%s", "option --input needs a value");
+                goto out;
+            }
+            input = v;
+        } else if (strcmp(argv[i], "--records") == 0) {
+            records = true;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            rc = usage_error("unknown option '%s'", argv[i]);
+            goto out;
+        } else {
+            files[nfiles++] = argv[i];
+        }
+    }
+    if (nfiles == 0) {
+        rc = usage_error("%s", "test needs at least one FILE.rules");
+        goto out;
+    }
+    prog = compile(files, nfiles);
+    if (prog == NULL)
+        goto out;
+    if (sl_input_open_files(&src, input, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        goto out;
+    }
+    w = sl_proc_new(NULL, NULL);
+    while ((r = src.ops->poll(src.self, &msg, -1, &err)) != 0) {
+        if (r < 0) {
+            fprintf(stderr, "sluice: %s\n", err.msg);
+            goto out;
+        }
+        if (r != 1)
+            continue;
+        sl_item_decode(&it, prog, msg.line, msg.len, msg.input, msg.pos, &j);
+        if (sl_proc_item(w, &it, &err) != 0) {
+            fprintf(stderr, "sluice: %s\n", err.msg);
+            goto out;
+        }
+        print_verdict(&it, records, w);
+        sl_proc_commit(w, NULL);
+    }
+    rc = 0;
+out:
+    sl_proc_free(w);
+    sl_input_destroy(&src);
+    sl_item_free(&it);
+    sl_json_free(&j);
+    if (prog)
+        sl_program_unref(prog);
+    free(files);
+    return rc;
+}
+
 static int print_progress(void *arg, const char *origin, const char *partition,
                           const char *position, int64_t events)
 {
@@ -428,6 +567,8 @@ int sl_cli_main(int argc, char **argv)
         return cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "test") == 0)
+        return cmd_test(argc - 2, argv + 2);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -497,6 +497,11 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
     char where[64];
     int n;
 
+    it->verdict = SL_VERDICT_DEAD;
+    if (why != &it->err)
+        it->err = *why;
+    why = &it->err;
+
     o->topic = w->out.len;
     sl_buf_puts(&w->out, p->dead_letter_topic);
     o->topic_len = w->out.len - o->topic;
@@ -657,7 +662,6 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
 int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
 {
     sl_eval_ctx ctx;
-    sl_siteset dests;
     sl_error why;
     bool pass;
     int r;
@@ -671,9 +675,11 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
         dead_letter(w, it, &it->err);
         return 0;
     case SL_FATE_IGNORED:
+        it->verdict = SL_VERDICT_IGNORED;
         count(&w->c.ignored);
         return 0;
     default:
+        it->verdict = SL_VERDICT_SKIPPED;
         count(&w->c.skipped);
         return 0;
     }
@@ -681,6 +687,7 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
     if (r < 0)
         return -1;
     if (r == 1) {
+        it->verdict = SL_VERDICT_DUPLICATE;
         count(&w->c.duplicate);
         return 0;
     }
@@ -698,23 +705,26 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
             return 0;
         }
         if (!pass) {
+            it->verdict = SL_VERDICT_FILTERED;
             count(&w->c.filtered);
             return 0;
         }
     }
-    if (route(w, it, &ctx, &dests, &why) != 0) {
+    if (route(w, it, &ctx, &it->dests, &why) != 0) {
         dead_letter(w, it, &why);
         return 0;
     }
     for (k = 0; k < SL_MAX_SITES / 64; k++)
-        if (dests.w[k])
+        if (it->dests.w[k])
             break;
     if (k == SL_MAX_SITES / 64) {
+        it->verdict = SL_VERDICT_UNROUTED;
         count(&w->c.unrouted);
         return 0;
     }
+    it->verdict = SL_VERDICT_ROUTED;
     count(&w->c.routed);
-    emit(w, it, &dests);
+    emit(w, it, &it->dests);
     return 0;
 }
 

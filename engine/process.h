@@ -45,7 +45,18 @@ typedef struct sl_item {
     const sl_table *table;  /* in prog */
     int origin;             /* site index in prog, -1 unknown */
     sl_fate fate;
-    sl_error err;
+    sl_error err; /* why it was dead-lettered, in stage A or B */
+    /* what stage B decided (for `sluice test` and tracing) */
+    enum {
+        SL_VERDICT_ROUTED,
+        SL_VERDICT_FILTERED,
+        SL_VERDICT_UNROUTED,
+        SL_VERDICT_IGNORED,
+        SL_VERDICT_SKIPPED,
+        SL_VERDICT_DUPLICATE,
+        SL_VERDICT_DEAD,
+    } verdict;
+    sl_siteset dests; /* ROUTED: the destination sites */
     const char *input; /* borrowed from the source */
     int64_t pos;
     uint64_t hash; /* of (table, key): picks the worker */

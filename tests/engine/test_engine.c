@@ -892,6 +892,22 @@ static void test_cli(void **state)
     assert_int_equal(sh("'%s' run --store mongodb://127.0.0.1:1/x --input '%s' '%s' 2>/dev/null",
                         bin, path("mixed.jsonl"), path("t.rules")),
                      2);
+    /* `sluice test`: one verdict per line, nothing written */
+    assert_int_equal(sh("'%s' test --input '%s' '%s' > '%s'", bin, path("mixed.jsonl"),
+                        path("t.rules"), path("verdicts.txt")),
+                     0);
+    out = slurp(path("verdicts.txt"), &len);
+    assert_non_null(strstr(out, "mixed.jsonl:1  public.customers {\"id\":1}  from central: "
+                                "routed -> store_01, store_02\n"));
+    assert_non_null(strstr(out, "mixed.jsonl:4  public.orders {\"id\":11}  from central: "
+                                "filtered (where)\n"));
+    assert_non_null(strstr(out, "mixed.jsonl:6  public.sessions"));
+    assert_non_null(strstr(out, "ignored (ignore table)\n"));
+    assert_non_null(strstr(out, "mixed.jsonl:7  public.orders {\"id\":13}  from central: dead "
+                                "letter: "));
+    assert_non_null(strstr(out, "mixed.jsonl:13  public.orders {\"id\":10}  from central: "
+                                "routed -> store_02\n"));
+    free(out);
     /* stdin to stdout */
     assert_int_equal(sh("'%s' run --quiet --store none '%s' < '%s' > '%s'", bin, path("t.rules"),
                         path("mixed.jsonl"), path("stdout.jsonl")),
