@@ -15,7 +15,8 @@
 #   kafka.sh topic NAME create TOPIC PARTITIONS [CONFIG=VALUE...]
 #   kafka.sh topic NAME list|describe [TOPIC]
 #   kafka.sh clean NAME                    delete the data of a stopped node
-#   kafka.sh stop-all                      stop every node under .cache/kafka/run
+#   kafka.sh stop-all                      stop every MirrorMaker (mirrormaker.sh
+#                                          stop-all), then every node under .cache/kafka/run
 #
 # A restarted node keeps its ports, cluster id and data, so a client's
 # bootstrap address stays valid across stop/kill and start (broker-restart tests).
@@ -44,7 +45,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -83,6 +84,14 @@ jars_present() {
 cmd_fetch() {
   jars_present && return 0
   command -v mvn >/dev/null || die "mvn not found (install maven)"
+  mkdir -p "$KHOME"
+  # one fetch at a time (two nodes may be started in parallel on a clean cache)
+  exec 9>"$KHOME/fetch.lock"
+  flock 9
+  if jars_present; then
+    exec 9>&-
+    return 0
+  fi
   local pomdir="$KHOME/pom" tmp="$KHOME/libs.tmp" log="$KHOME/fetch.log"
   write_pom "$pomdir"
   rm -rf "$tmp"
@@ -101,6 +110,7 @@ cmd_fetch() {
   echo "$STAMP_TEXT" >"$tmp/.stamp"
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"
+  exec 9>&-
 }
 
 # ---------------------------------------------------------------- helpers
@@ -230,6 +240,16 @@ log4j.logger.kafka.log.LogCleaner=WARN
 EOF
 }
 
+# What a failed start shows: the first errors of the last run, then its end.
+show_log() {
+  local log=$1 from
+  from=$(grep -n '^=== start' "$log" | tail -n 1 | cut -d: -f1)
+  echo "--- errors in $log:" >&2
+  tail -n +"${from:-1}" "$log" | grep -E '\] (ERROR|FATAL) ' | head -n 5 >&2 || true
+  echo "--- last lines:" >&2
+  tail -n 15 "$log" >&2
+}
+
 # Does the broker at 127.0.0.1:$1 answer a metadata request with itself in it?
 broker_answers() {
   local port=$1
@@ -316,11 +336,11 @@ cmd_start() {
       return 0
     fi
     if [ -f "$dir/pid" ] && ! node_pid "$name" >/dev/null; then
-      tail -n 40 "$dir/broker.log" >&2
+      show_log "$dir/broker.log"
       die "node '$name' exited during start (log: $dir/broker.log)"
     fi
     if [ $SECONDS -ge $deadline ]; then
-      tail -n 40 "$dir/broker.log" >&2
+      show_log "$dir/broker.log"
       stop_pid "$name" 5 || true
       die "node '$name' did not answer on 127.0.0.1:$PORT within ${START_TIMEOUT}s"
     fi
@@ -356,8 +376,8 @@ alive() {
 }
 
 wait_gone() {
-  local pid=$1 i
-  for i in $(seq 1 100); do
+  local pid=$1
+  for _ in $(seq 1 100); do
     alive "$pid" || return 0
     sleep 0.1
   done
@@ -413,6 +433,8 @@ cmd_clean() {
 
 cmd_stop_all() {
   local d
+  # MirrorMaker first, so that it does not spend its last seconds on dead brokers
+  "$(dirname "${BASH_SOURCE[0]}")/mirrormaker.sh" stop-all
   [ -d "$RUN" ] || return 0
   for d in "$RUN"/*/; do
     [ -f "$d/pid" ] || continue

@@ -99,19 +99,21 @@ write_config() {
     for item in "${items[@]}"; do
       echo "${item%%=*}.bootstrap.servers = ${item#*=}"
     done
-    # every pair off unless --flows turns it on
-    for src in "${aliases[@]}"; do
-      for dst in "${aliases[@]}"; do
-        [ "$src" = "$dst" ] || echo "$src->$dst.enabled = false"
-      done
-    done
     while read -r src dst regex; do
       [ -n "$src" ] || continue
       printf '%s\n' "${aliases[@]}" | grep -qx "$src" || die "flow source '$src' is not in --clusters"
       printf '%s\n' "${aliases[@]}" | grep -qx "$dst" || die "flow target '$dst' is not in --clusters"
+      [ "$src" != "$dst" ] || die "flow '$src->$dst' goes nowhere"
       echo "$src->$dst.enabled = true"
       echo "$src->$dst.topics = $regex"
     done <<<"$flows"
+    # every other pair off
+    for src in "${aliases[@]}"; do
+      for dst in "${aliases[@]}"; do
+        [ "$src" != "$dst" ] || continue
+        grep -qx "$src $dst .*" <<<"$flows" || echo "$src->$dst.enabled = false"
+      done
+    done
     cat <<'EOF'
 
 # one broker per cluster: replication factor 1 for mirrored and internal topics
@@ -130,6 +132,8 @@ emit.heartbeats.interval.seconds = 5
 emit.checkpoints.interval.seconds = 5
 sync.topic.configs.interval.seconds = 10
 offset.flush.interval.ms = 2000
+# MirrorMaker's Connect offsets topic: 25 partitions by default, 4 are plenty here
+offset.storage.partitions = 4
 # the test brokers have no authorizer: syncing ACLs would only log errors
 sync.topic.acls.enabled = false
 tasks.max = 1
@@ -148,6 +152,16 @@ log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
 log4j.logger.org.reflections=ERROR
 log4j.logger.org.eclipse.jetty=WARN
 EOF
+}
+
+# What a failed start shows: the first errors of the last run, then its end.
+show_log() {
+  local log=$1 from
+  from=$(grep -n '^=== start' "$log" | tail -n 1 | cut -d: -f1)
+  echo "--- errors in $log:" >&2
+  tail -n +"${from:-1}" "$log" | grep -E '\] (ERROR|FATAL) ' | head -n 5 >&2 || true
+  echo "--- last lines:" >&2
+  tail -n 15 "$log" >&2
 }
 
 cmd_start() {
@@ -196,13 +210,13 @@ cmd_start() {
       break
     fi
     if [ $SECONDS -ge $deadline ]; then
-      tail -n 40 "$log" >&2
+      show_log "$log"
       stop_mm "$name" 5
       die "'$name' did not start within ${START_TIMEOUT}s (log: $log)"
     fi
     sleep 0.5
   done
-  tail -n 40 "$log" >&2
+  show_log "$log"
   die "'$name' exited during start (log: $log)"
 }
 
@@ -215,8 +229,7 @@ stop_mm() {
   if alive "$pid"; then
     echo "mirrormaker.sh: '$name' did not stop in ${timeout}s; killing it" >&2
     kill -KILL "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
   fi
   rm -f "$dir/pid"
 }
