@@ -98,6 +98,15 @@ else
   failed=$((failed + 1)); failures+=("fuzz build")
 fi
 
+# The real Kafka / MirrorMaker 2 / MongoDB-wire services (docs/services.md,
+# docs/services-mongo.md): fetched and started by the project's scripts. They
+# take a few minutes and are not yet used by sluice's own tests, so they run
+# only when asked: SLUICE_SERVICE_TESTS=1 bash scripts/test.sh
+if [ "${SLUICE_SERVICE_TESTS:-0}" = 1 ]; then
+  check kafka-services bash tests/services/smoke.sh
+  check mongo-services bash tests/services/mongo-smoke.sh
+fi
+
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]}"
 fi
