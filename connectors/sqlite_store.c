@@ -4,6 +4,7 @@
  * Every worker session has its own connection; writes are batched into one
  * transaction per call, and SQLite's busy timeout serialises writers.
  */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -29,9 +30,14 @@ static const char schema_sql[] =
 
 typedef struct sq_store {
     char *path;
+    /* Writers of one process take turns here rather than in SQLite's busy
+     * handler, which sleeps for milliseconds at a time when two workers
+     * want the write lock at once. */
+    pthread_mutex_t write_mu;
 } sq_store;
 
 typedef struct sq_sess {
+    sq_store *st;
     sqlite3 *db;
     sqlite3_stmt *get, *put, *prog, *in_get, *in_put, *begin, *commit, *rollback, *prog_all;
 } sq_sess;
@@ -61,8 +67,11 @@ static int open_db(const char *path, sqlite3 **out, sl_error *err)
         return -1;
     }
     sqlite3_busy_timeout(db, 60000);
-    if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_exec(
+            db,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; "
+            "PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=8192;",
+            NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(db, err, path);
         sqlite3_close(db);
         return -1;
@@ -120,6 +129,7 @@ static void *sess_open(void *self, sl_error *err)
     };
     size_t i;
 
+    s->st = st;
     if (open_db(st->path, &s->db, err) != 0) {
         free(s);
         return NULL;
@@ -185,6 +195,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, sl_error *err)
     if (n == 0)
         return 0;
     acc = sl_xmalloc(n * sizeof(*acc));
+    pthread_mutex_lock(&s->st->write_mu);
     if (step_done(s, s->begin, err, "begin") != 0)
         goto out;
     for (i = 0; i < n; i++) {
@@ -232,6 +243,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, sl_error *err)
 rollback:
     step_done(s, s->rollback, NULL, "rollback");
 out:
+    pthread_mutex_unlock(&s->st->write_mu);
     free(acc);
     return rc;
 }
@@ -257,12 +269,16 @@ static int input_get(void *p, const char *input, uint64_t fp, int64_t *done, sl_
 static int input_put(void *p, const char *input, uint64_t fp, int64_t done, sl_error *err)
 {
     sq_sess *s = p;
+    int rc;
 
     sqlite3_bind_text(s->in_put, 1, input, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s->in_put, 2, (int64_t)fp);
     sqlite3_bind_int64(s->in_put, 3, done);
     sqlite3_bind_int64(s->in_put, 4, now_ms());
-    return step_done(s, s->in_put, err, "write inputs");
+    pthread_mutex_lock(&s->st->write_mu);
+    rc = step_done(s, s->in_put, err, "write inputs");
+    pthread_mutex_unlock(&s->st->write_mu);
+    return rc;
 }
 
 static int progress_each(void *p,
@@ -292,6 +308,7 @@ static void sq_destroy(void *self)
 
     if (st == NULL)
         return;
+    pthread_mutex_destroy(&st->write_mu);
     free(st->path);
     free(st);
 }
@@ -327,6 +344,7 @@ int sl_sqlite_store_open(sl_store *out, const char *path, sl_error *err)
     sqlite3_close(db);
     st = sl_xcalloc(1, sizeof(*st));
     st->path = sl_xstrdup(path);
+    pthread_mutex_init(&st->write_mu, NULL);
     out->ops = &sqlite_ops;
     out->self = st;
     return 0;

@@ -495,7 +495,7 @@ static int cmd_test(int argc, char **argv)
             goto out;
         }
         print_verdict(&it, records, w);
-        sl_proc_commit(w, NULL);
+        sl_proc_reset(w, NULL);
     }
     rc = 0;
 out:

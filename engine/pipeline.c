@@ -51,6 +51,15 @@ typedef struct delivery {
     batch *b;
 } delivery;
 
+/* A worker's processed positions waiting for the store writer. */
+typedef struct to_store {
+    sl_seen_set set;
+    batch *b;
+    int count; /* items of b that this set finishes */
+    struct worker *w;
+    struct to_store *next;
+} to_store;
+
 typedef struct worker {
     engine *e;
     int idx;
@@ -59,7 +68,8 @@ typedef struct worker {
     size_t head, count, cap;
     void *sess;
     sl_proc *proc;
-    sl_json j; /* stage A tokenizer */
+    sl_json j;            /* stage A tokenizer */
+    _Atomic int unstored; /* its sets queued for the store writer */
 } worker;
 
 /* One input stream seen this run: maps sequence numbers to its positions. */
@@ -95,6 +105,15 @@ struct engine {
     pthread_t reader;
     bool reader_done; /* guarded by mu */
     int workers_done; /* guarded by mu */
+
+    /* The store writer: one thread records every worker's positions, many
+     * deliveries per transaction, off the workers' path. */
+    bool has_writer;
+    pthread_t writer;
+    pthread_cond_t store_cv;     /* work for the writer, or a set stored */
+    to_store *sq_head, *sq_tail; /* guarded by mu */
+    bool writer_done;            /* guarded by mu */
+    void *wr_sess;
 
     _Atomic bool stop_reading;
     _Atomic bool failed;
@@ -230,16 +249,100 @@ static void process_delivery(engine *e, worker *w, batch *b)
         if ((n && e->sink->ops->write(e->sink->self, recs, n, &err) != 0) ||
             e->sink->ops->flush(e->sink->self, false, &err) != 0)
             goto failed;
-        if (sl_proc_commit(w->proc, &err) != 0)
-            goto failed;
+        if (e->has_writer) {
+            /* the batch is done when the writer has stored these */
+            to_store *t = sl_xcalloc(1, sizeof(*t));
+
+            sl_proc_reset(w->proc, &t->set);
+            t->b = b;
+            t->count = to - from;
+            t->w = w;
+            atomic_fetch_add(&w->unstored, 1);
+            pthread_mutex_lock(&e->mu);
+            if (e->sq_tail)
+                e->sq_tail->next = t;
+            else
+                e->sq_head = t;
+            e->sq_tail = t;
+            pthread_cond_broadcast(&e->store_cv);
+            pthread_mutex_unlock(&e->mu);
+            return;
+        }
+        sl_proc_reset(w->proc, NULL);
     }
     goto done;
 failed:
     fail(e, &err);
-    sl_proc_commit(w->proc, NULL); /* forget the pending outputs */
+    sl_proc_reset(w->proc, NULL); /* forget the pending outputs */
 done:
     if (atomic_fetch_sub(&b->pending, to - from) == to - from)
         release(e, b);
+}
+
+/* Evict hook: wait until everything this worker handed out is stored. */
+static void wait_stored(void *arg)
+{
+    worker *w = arg;
+    engine *e = w->e;
+
+    pthread_mutex_lock(&e->mu);
+    while (atomic_load(&w->unstored) > 0 && !e->writer_done)
+        pthread_cond_wait(&e->store_cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    engine *e = arg;
+    sl_seen *rows = NULL;
+    size_t cap = 0;
+
+    pthread_setname_np(pthread_self(), "sluice-store");
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        to_store *list, *t, *next;
+        size_t n = 0;
+        sl_error err;
+
+        while (e->sq_head == NULL && e->workers_done < e->nworkers)
+            pthread_cond_wait(&e->store_cv, &e->mu);
+        if (e->sq_head == NULL)
+            break;
+        list = e->sq_head;
+        e->sq_head = e->sq_tail = NULL;
+        pthread_mutex_unlock(&e->mu);
+
+        /* one transaction for everything queued meanwhile */
+        for (t = list; t; t = t->next) {
+            if (n + t->set.n > cap) {
+                cap = (n + t->set.n) * 2;
+                rows = sl_xrealloc(rows, cap * sizeof(*rows));
+            }
+            if (t->set.n)
+                memcpy(rows + n, t->set.rows, t->set.n * sizeof(*rows));
+            n += t->set.n;
+        }
+        sl_error_clear(&err);
+        if (n && !atomic_load(&e->failed) &&
+            e->store->ops->seen_put(e->wr_sess, rows, n, &err) != 0)
+            fail(e, &err);
+        for (t = list; t; t = next) {
+            next = t->next;
+            if (atomic_fetch_sub(&t->b->pending, t->count) == t->count)
+                release(e, t->b);
+            atomic_fetch_sub(&t->w->unstored, 1);
+            sl_seen_set_free(&t->set);
+            free(t);
+        }
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->store_cv);
+    }
+    e->writer_done = true;
+    pthread_cond_broadcast(&e->store_cv);
+    pthread_cond_broadcast(&e->done_cv);
+    pthread_mutex_unlock(&e->mu);
+    free(rows);
+    return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -306,6 +409,7 @@ static void *worker_main(void *arg)
     }
     e->workers_done++;
     pthread_cond_broadcast(&e->done_cv);
+    pthread_cond_broadcast(&e->store_cv);
     pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -570,6 +674,8 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
     pthread_cond_init(&e->pool_cv, NULL);
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
+    pthread_cond_init(&e->store_cv, NULL);
+    e->has_writer = strcmp(store->ops->scheme, "none") != 0;
 
     e->ck_sess = store->ops->session_open(store->self, err);
     if (e->ck_sess == NULL)
@@ -611,6 +717,17 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
             goto out;
         /* the "none" store remembers nothing: no duplicate detection */
         w->proc = sl_proc_new(strcmp(store->ops->scheme, "none") ? store : NULL, w->sess);
+        sl_proc_set_evict_hook(w->proc, wait_stored, w);
+    }
+    if (e->has_writer) {
+        e->wr_sess = store->ops->session_open(store->self, err);
+        if (e->wr_sess == NULL)
+            goto out;
+        if (pthread_create(&e->writer, NULL, writer_main, e) != 0) {
+            e->has_writer = false;
+            sl_error_set(err, SL_ERR_INTERNAL, "cannot start store thread: %s", strerror(errno));
+            goto out;
+        }
     }
     for (k = 0; k < e->nworkers; k++) {
         if (pthread_create(&e->workers[k].th, NULL, worker_main, &e->workers[k]) != 0) {
@@ -626,7 +743,8 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
     reader_started = true;
 
     pthread_mutex_lock(&e->mu);
-    while (!(e->reader_done && e->workers_done == e->nworkers)) {
+    while (
+        !(e->reader_done && e->workers_done == e->nworkers && (!e->has_writer || e->writer_done))) {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -689,6 +807,14 @@ out:
         pthread_join(e->reader, NULL);
     for (k = 0; k < started; k++)
         pthread_join(e->workers[k].th, NULL);
+    if (e->has_writer) {
+        /* no worker runs any more (some may never have started) */
+        pthread_mutex_lock(&e->mu);
+        e->workers_done = e->nworkers;
+        pthread_cond_broadcast(&e->store_cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->writer, NULL);
+    }
     if (rc == 0) {
         sl_error ck;
 
@@ -759,6 +885,8 @@ out:
         store->ops->session_close(e->ck_sess);
     if (e->rd_sess)
         store->ops->session_close(e->rd_sess);
+    if (e->wr_sess)
+        store->ops->session_close(e->wr_sess);
     sl_program_unref(e->prog);
     free(e->batches);
     free(e->workers);
@@ -766,6 +894,7 @@ out:
     pthread_cond_destroy(&e->pool_cv);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->done_cv);
+    pthread_cond_destroy(&e->store_cv);
     free(e);
     return rc;
 }

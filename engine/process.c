@@ -179,8 +179,8 @@ struct sl_proc {
     sl_buf seenb; /* bytes of pending seen rows */
     seen_desc *seen;
     size_t nseen, capseen;
-    sl_seen *seenrows;
-    size_t capseenrows;
+    void (*evict_hook)(void *arg);
+    void *evict_arg;
 
     tcount *topics[TOPIC_BUCKETS];
 };
@@ -260,7 +260,6 @@ void sl_proc_free(sl_proc *w)
     free(w->hdrs);
     free(w->recs);
     free(w->seen);
-    free(w->seenrows);
     free(w);
 }
 
@@ -303,9 +302,11 @@ static void cache_set(sl_proc *w, centry **slot, uint64_t h, const char *k, size
 
     if (e == NULL) {
         if (w->ncache >= CACHE_MAX) {
-            /* Everything cached is already in the store (commits happen per
-             * batch and a batch is far smaller than the cache): forget it all
-             * and ask the store from now on. */
+            /* Forget it all and ask the store from now on - once everything
+             * handed out has reached the store, or a change seen a moment
+             * ago could pass for new. */
+            if (w->evict_hook)
+                w->evict_hook(w->evict_arg);
             cache_clear(w);
             w->evicted = true;
             slot = &w->cache[h % CACHE_BUCKETS];
@@ -765,37 +766,52 @@ const sl_record *sl_proc_outputs(sl_proc *w, size_t *n)
     return w->recs;
 }
 
-int sl_proc_commit(sl_proc *w, sl_error *err)
+void sl_seen_set_free(sl_seen_set *s)
+{
+    sl_buf_free(&s->bytes);
+    free(s->rows);
+    s->rows = NULL;
+    s->n = 0;
+}
+
+void sl_proc_reset(sl_proc *w, sl_seen_set *out)
 {
     size_t i;
-    int rc = 0;
 
-    if (w->nseen && w->store && w->sess) {
-        if (w->capseenrows < w->nseen) {
-            w->capseenrows = w->nseen;
-            w->seenrows = sl_xrealloc(w->seenrows, w->capseenrows * sizeof(*w->seenrows));
-        }
-        for (i = 0; i < w->nseen; i++) {
-            const seen_desc *s = &w->seen[i];
-            sl_seen *r = &w->seenrows[i];
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+        if (w->nseen) {
+            out->rows = sl_xmalloc(w->nseen * sizeof(*out->rows));
+            out->n = w->nseen;
+            /* the rows point into the bytes, which move with the set */
+            out->bytes = w->seenb;
+            memset(&w->seenb, 0, sizeof(w->seenb));
+            for (i = 0; i < w->nseen; i++) {
+                const seen_desc *d = &w->seen[i];
+                sl_seen *r = &out->rows[i];
 
-            r->origin.p = w->seenb.data + s->origin;
-            r->origin.len = s->origin_len;
-            r->table.p = w->seenb.data + s->table;
-            r->table.len = s->table_len;
-            r->key.p = w->seenb.data + s->key;
-            r->key.len = s->key_len;
-            r->position.p = w->seenb.data + s->pos;
-            r->position.len = s->pos_len;
-            r->partition.p = w->seenb.data + s->part;
-            r->partition.len = s->part_len;
+                r->origin.p = out->bytes.data + d->origin;
+                r->origin.len = d->origin_len;
+                r->table.p = out->bytes.data + d->table;
+                r->table.len = d->table_len;
+                r->key.p = out->bytes.data + d->key;
+                r->key.len = d->key_len;
+                r->position.p = out->bytes.data + d->pos;
+                r->position.len = d->pos_len;
+                r->partition.p = out->bytes.data + d->part;
+                r->partition.len = d->part_len;
+            }
         }
-        rc = w->store->ops->seen_put(w->sess, w->seenrows, w->nseen, err);
     }
     w->nseen = 0;
     sl_buf_reset(&w->seenb);
     w->nouts = 0;
     w->nhdrs = 0;
     sl_buf_reset(&w->out);
-    return rc;
+}
+
+void sl_proc_set_evict_hook(sl_proc *w, void (*hook)(void *arg), void *arg)
+{
+    w->evict_hook = hook;
+    w->evict_arg = arg;
 }

@@ -56,7 +56,7 @@ typedef struct sl_item {
         SL_VERDICT_DUPLICATE,
         SL_VERDICT_DEAD,
     } verdict;
-    sl_siteset dests; /* ROUTED: the destination sites */
+    sl_siteset dests;  /* ROUTED: the destination sites */
     const char *input; /* borrowed from the source */
     int64_t pos;
     uint64_t hash; /* of (table, key): picks the worker */
@@ -97,9 +97,26 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err);
 
 /* The outputs gathered since the last reset, as records for a sink. */
 const sl_record *sl_proc_outputs(sl_proc *w, size_t *n);
-/* Record what was processed in the store (after the outputs were written),
- * then forget the outputs. */
-int sl_proc_commit(sl_proc *w, sl_error *err);
+
+/* Source positions of processed changes, on their way to the store. Owns
+ * its memory: rows point into bytes. */
+typedef struct sl_seen_set {
+    sl_buf bytes;
+    sl_seen *rows;
+    size_t n;
+} sl_seen_set;
+
+void sl_seen_set_free(sl_seen_set *s);
+
+/* Forget the outputs (after they were written) and move the positions
+ * gathered since the last reset into *out (NULL: drop them). The caller
+ * records them in the store; until it has, a change seen again may be taken
+ * for new unless the proc still caches it (see sl_proc_set_evict_hook). */
+void sl_proc_reset(sl_proc *w, sl_seen_set *out);
+
+/* Called before the proc forgets its cache of seen positions, so the
+ * caller can first make sure everything handed out is in the store. */
+void sl_proc_set_evict_hook(sl_proc *w, void (*hook)(void *arg), void *arg);
 
 sl_counters *sl_proc_counters(sl_proc *w);
 /* Written records per topic, summed into `out` (topic -> count) by the caller. */
