@@ -173,6 +173,47 @@ void sl_buf_json_str(sl_buf *b, const char *s, size_t n)
     sl_buf_putc(b, '"');
 }
 
+bool sl_utf8_valid(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    size_t i = 0, l;
+
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        l = utf8_len(s + i, n - i);
+        if (l == 0)
+            return false;
+        i += l;
+    }
+    return true;
+}
+
+void sl_buf_base64_str(sl_buf *b, const void *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = p;
+    size_t i;
+
+    sl_buf_reserve(b, (n + 2) / 3 * 4 + 2);
+    sl_buf_putc(b, '"');
+    for (i = 0; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16 | (unsigned)s[i + 1] << 8 | s[i + 2];
+        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63], tab[(v >> 6) & 63], tab[v & 63]};
+
+        sl_buf_append(b, q, 4);
+    }
+    if (i < n) {
+        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0);
+        char q[4] = {tab[v >> 18], tab[(v >> 12) & 63], i + 1 < n ? tab[(v >> 6) & 63] : '=', '='};
+
+        sl_buf_append(b, q, 4);
+    }
+    sl_buf_putc(b, '"');
+}
+
 void sl_buf_reset(sl_buf *b)
 {
     b->len = 0;

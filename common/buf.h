@@ -9,6 +9,7 @@
 #ifndef SL_BUF_H
 #define SL_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,10 @@ void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf
 /* Append s (n bytes) as a JSON string literal, quotes included. Bytes that
  * are not valid UTF-8 are written as \u00XX escapes of the byte value. */
 void sl_buf_json_str(sl_buf *b, const char *s, size_t n);
+/* Append n bytes as a JSON string of their base64 encoding (RFC 4648). */
+void sl_buf_base64_str(sl_buf *b, const void *p, size_t n);
+/* Is p[0..n) valid UTF-8 (no overlongs, no surrogates)? */
+bool sl_utf8_valid(const char *p, size_t n);
 void sl_buf_reset(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 /* Move the contents out; the caller owns the returned pointer; b becomes empty. */

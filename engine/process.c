@@ -475,20 +475,28 @@ static void add_hdr(sl_proc *w, out_desc *o, const char *name, const char *val, 
     o->nhdr++;
 }
 
-/* Append bytes as JSON: raw when they parse as JSON, else as a JSON string. */
-static void put_json_or_string(sl_proc *w, const char *p, size_t n, size_t *off, size_t *len)
+/* Append bytes as JSON: raw when they parse as JSON, else as a JSON string
+ * holding them verbatim, else (not UTF-8, which a JSON string cannot hold
+ * exactly) as base64. Returns true for base64. */
+static bool put_original(sl_proc *w, const char *p, size_t n, size_t *off, size_t *len)
 {
     sl_json j;
     sl_error e;
+    bool b64 = false;
 
     sl_json_init(&j);
     *off = w->out.len;
-    if (sl_json_parse(&j, p, n, &e) == 0)
+    if (sl_json_parse(&j, p, n, &e) == 0) {
         sl_buf_append(&w->out, p, n);
-    else
+    } else if (sl_utf8_valid(p, n)) {
         sl_buf_json_str(&w->out, p, n);
+    } else {
+        sl_buf_base64_str(&w->out, p, n);
+        b64 = true;
+    }
     *len = w->out.len - *off;
     sl_json_free(&j);
+    return b64;
 }
 
 static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
@@ -497,6 +505,7 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
     const sl_program *p = it->prog;
     char where[64];
     int n;
+    bool key_b64 = false, val_b64 = false;
 
     it->verdict = SL_VERDICT_DEAD;
     if (why != &it->err)
@@ -507,17 +516,21 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
     sl_buf_puts(&w->out, p->dead_letter_topic);
     o->topic_len = w->out.len - o->topic;
     if (it->rec.key)
-        put_json_or_string(w, it->rec.key, it->rec.key_len, &o->key, &o->key_len);
+        key_b64 = put_original(w, it->rec.key, it->rec.key_len, &o->key, &o->key_len);
     else
         o->key_len = 0;
     /* The original bytes: the record's value when the line parsed as a
      * record, else the whole line. Nothing the user gave is dropped. */
-    if (it->rec.value)
-        put_json_or_string(w, it->rec.value, it->rec.value_len, &o->val, &o->val_len);
-    else if (it->rec.key == NULL && it->rec.topic.len == 0)
-        put_json_or_string(w, it->raw.p, it->raw.len, &o->val, &o->val_len);
+    if (it->rec.topic.len == 0 && it->rec.key == NULL) /* a bare line, exactly as read */
+        val_b64 = put_original(w, it->raw.p, it->raw.len, &o->val, &o->val_len);
+    else if (it->rec.value)
+        val_b64 = put_original(w, it->rec.value, it->rec.value_len, &o->val, &o->val_len);
     else
         o->null_value = true;
+    if (key_b64)
+        add_hdr(w, o, "sluice.key.encoding", "base64", 6);
+    if (val_b64)
+        add_hdr(w, o, "sluice.value.encoding", "base64", 6);
     add_hdr(w, o, "sluice.error", why->msg, strlen(why->msg));
     add_hdr(w, o, "sluice.error.code", sl_errcode_name(why->code),
             strlen(sl_errcode_name(why->code)));

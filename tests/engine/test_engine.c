@@ -428,6 +428,115 @@ static void test_dead_letters(void **state)
     unload(&d);
 }
 
+/* ---- garbage in: every byte kept ----------------------------------------------- */
+
+static int b64val(char c)
+{
+    const char *tab = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = strchr(tab, c);
+
+    return c && p ? (int)(p - tab) : -1;
+}
+
+static void b64decode(const char *s, size_t n, sl_buf *out)
+{
+    size_t i;
+    unsigned v = 0;
+    int bits = 0;
+
+    for (i = 0; i < n && s[i] != '='; i++) {
+        v = v << 6 | (unsigned)b64val(s[i]);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            sl_buf_putc(out, (char)((v >> bits) & 0xff));
+        }
+    }
+}
+
+/* Random bytes as input: every line becomes a dead letter (or is blank), and
+ * each dead letter holds the line's exact bytes - as JSON text, a JSON
+ * string, or base64 when they are not UTF-8. */
+static void test_garbage_kept_exactly(void **state)
+{
+    sl_buf in = SL_BUF_INIT, got = SL_BUF_INIT;
+    jfile d;
+    size_t i, len, nlines = 0, blank = 0;
+    char **lines, *all, *s;
+    unsigned x = 2463534242u;
+
+    (void)state;
+    for (i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        sl_buf_putc(&in, (char)(x & 0xff));
+    }
+    write_file(path("garbage.bin"), "");
+    {
+        FILE *f = fopen(path("garbage.bin"), "wb");
+
+        assert_int_equal(fwrite(in.data, 1, in.len, f), in.len);
+        fclose(f);
+    }
+    assert_int_equal(sh("'%s' run --quiet --store none --input '%s' --output '%s' --stats '%s' "
+                        "'%s'",
+                        bin, path("garbage.bin"), path("gout"), path("gstats.json"),
+                        path("t.rules")),
+                     0);
+    /* split the input as sluice does: on \n, last line without one */
+    all = in.data;
+    len = in.len;
+    lines = sl_xcalloc(len + 1, sizeof(*lines));
+    for (s = all; s <= all + len;) {
+        char *nl = memchr(s, '\n', (size_t)(all + len - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(all + len - s);
+
+        if (nl == NULL && n == 0)
+            break;
+        lines[nlines++] = s;
+        blank += n == 0;
+        s += n + 1;
+    }
+    d = load(path("gout/sluice.dead.jsonl"));
+    assert_int_equal(d.n + blank, nlines);
+    assert_int_equal(stat_of(path("gstats.json"), "dead_letters"), (long)d.n);
+    for (i = 0; i < d.n; i++) {
+        const jline *l = &d.v[i];
+        int h = sl_json_get(&l->j, sl_json_get(&l->j, 0, "headers", 7), "sluice.input", 12);
+        int t = jat(&l->j, "value");
+        sl_buf where = SL_BUF_INIT;
+        long ln;
+        size_t want_len;
+
+        assert_true(h >= 0);
+        sl_json_unescape(&l->j, h, &where);
+        ln = strtol(strrchr(where.data, ':') + 1, NULL, 10);
+        sl_buf_free(&where);
+        assert_true(ln >= 1 && (size_t)ln <= nlines);
+        sl_buf_reset(&got);
+        if (strstr(l->text, "\"sluice.value.encoding\":\"base64\"")) {
+            sl_str r = sl_json_raw(&l->j, t);
+
+            b64decode(r.p + 1, r.len - 2, &got);
+        } else if (l->j.tok[t].type == SL_J_STRING) {
+            sl_json_unescape(&l->j, t, &got);
+        } else {
+            sl_str r = sl_json_raw(&l->j, t);
+
+            sl_buf_append(&got, r.p, r.len);
+        }
+        want_len = (size_t)ln < nlines ? (size_t)(lines[ln] - lines[ln - 1] - 1)
+                                       : (size_t)(all + len - lines[ln - 1]);
+        if (got.len != want_len || memcmp(got.data, lines[ln - 1], want_len) != 0)
+            fail_msg("dead letter for line %ld does not hold its exact bytes", ln);
+    }
+    unload(&d);
+    free(lines);
+    sl_buf_free(&in);
+    sl_buf_free(&got);
+}
+
 /* ---- reruns ----------------------------------------------------------------- */
 
 static void test_rerun_writes_nothing(void **state)
@@ -919,15 +1028,11 @@ static void test_cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_routing_selection),
-        cmocka_unit_test(test_dead_letters),
-        cmocka_unit_test(test_rerun_writes_nothing),
-        cmocka_unit_test(test_schema_envelope),
-        cmocka_unit_test(test_order_with_threads),
-        cmocka_unit_test(test_sigterm_drains),
-        cmocka_unit_test(test_kill9_loses_nothing),
-        cmocka_unit_test(test_sighup_reload),
-        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_routing_selection),    cmocka_unit_test(test_dead_letters),
+        cmocka_unit_test(test_garbage_kept_exactly), cmocka_unit_test(test_rerun_writes_nothing),
+        cmocka_unit_test(test_schema_envelope),      cmocka_unit_test(test_order_with_threads),
+        cmocka_unit_test(test_sigterm_drains),       cmocka_unit_test(test_kill9_loses_nothing),
+        cmocka_unit_test(test_sighup_reload),        cmocka_unit_test(test_cli),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
