@@ -36,6 +36,11 @@ typedef struct sl_input_ops {
     int (*poll)(void *self, sl_msg *msg, int timeout_ms, sl_error *err);
     /* True when the source ends (files), false for endless streams. */
     bool (*finite)(void *self);
+    /* Record that every message of input stream `input` up to and including
+     * position `done` is processed and its outputs acknowledged. NULL for
+     * sources whose progress the metadata store keeps (files); Kafka commits
+     * the consumer group's offsets. Called from the checkpointing thread. */
+    int (*commit)(void *self, const char *input, int64_t done, sl_error *err);
     void (*destroy)(void *self);
 } sl_input_ops;
 

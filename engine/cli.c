@@ -2,12 +2,14 @@
  * cli.c - subcommands: check, explain, run, status, version, help.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../connectors/kafka.h"
 #include "../connectors/sink.h"
 #include "../connectors/source.h"
 #include "../connectors/store.h"
@@ -41,6 +43,12 @@ static const char usage_text[] =
     "  --stats FILE       write the run's counters as JSON to FILE\n"
     "  --progress         always draw the progress line (default: only on a terminal)\n"
     "  --quiet            no progress line and no summary\n"
+    "  --set kafka.PROP=VALUE   a librdkafka property; with kafka.bootstrap.servers the\n"
+    "                     input is Kafka (unless --input) and so is the output (unless --output)\n"
+    "  --topics A,B|^RE   the topics to consume (Kafka input)\n"
+    "  --idle-exit SECS   stop after no message arrived for SECS seconds (Kafka input)\n"
+    "  --config FILE      settings as `key = value` lines (input, output, store, topics,\n"
+    "                     threads, batch, stats, idle-exit, kafka.*); flags win\n"
     "\n"
     "See docs/cli.md for details.\n";
 
@@ -191,7 +199,9 @@ static void print_summary(const sl_run_report *r, const sl_program *p, const cha
         LINE("resumed", r->resumed, "input lines finished by an earlier run, not read again");
     if (r->reloads)
         LINE("reloads", (uint64_t)r->reloads, "rule reloads (SIGHUP) that took effect");
-    if (strcmp(output, "-") != 0)
+    if (strcmp(output, "kafka") == 0)
+        fprintf(stderr, "outputs: Kafka topics above\n");
+    else if (strcmp(output, "-") != 0)
         fprintf(stderr, "outputs: %s/\n", output);
 #undef LINE
 }
@@ -257,13 +267,126 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* What `sluice run` was asked to do, from --config files and flags. */
+typedef struct run_cfg {
+    const char *input, *output, *store_uri, *stats, *topics;
+    bool input_set, output_set;
+    int threads, batch, idle_exit_s;
+    sl_kafka_conf kafka;
+    char **owned; /* values read from config files */
+    size_t nowned;
+} run_cfg;
+
+static const char *keep(run_cfg *c, const char *v)
+{
+    c->owned = sl_xrealloc(c->owned, (c->nowned + 1) * sizeof(*c->owned));
+    return c->owned[c->nowned++] = sl_xstrdup(v);
+}
+
+/* One setting by name, from a flag (--input X is "input") or a config line.
+ * Returns 0, or 2 after telling the user what is wrong (`where` says where). */
+static int apply_setting(run_cfg *c, const char *key, const char *v, const char *where)
+{
+    int n;
+
+    if (*v == '\0') {
+        fprintf(stderr, "sluice: %s: %s needs a value\n", where, key);
+        return 2;
+    }
+    if (strcmp(key, "input") == 0) {
+        c->input = v;
+        c->input_set = true;
+    } else if (strcmp(key, "output") == 0) {
+        c->output = v;
+        c->output_set = true;
+    } else if (strcmp(key, "store") == 0) {
+        c->store_uri = v;
+    } else if (strcmp(key, "stats") == 0) {
+        c->stats = v;
+    } else if (strcmp(key, "topics") == 0) {
+        c->topics = v;
+    } else if (strcmp(key, "threads") == 0) {
+        if (parse_count(v, SL_MAX_WORKERS, &c->threads) != 0) {
+            fprintf(stderr, "sluice: %s: threads wants a number from 1 to %d, not '%s'\n", where,
+                    SL_MAX_WORKERS, v);
+            return 2;
+        }
+    } else if (strcmp(key, "batch") == 0) {
+        if (parse_count(v, 65536, &c->batch) != 0) {
+            fprintf(stderr, "sluice: %s: batch wants a number from 1 to 65536, not '%s'\n", where,
+                    v);
+            return 2;
+        }
+    } else if (strcmp(key, "idle-exit") == 0) {
+        if (parse_count(v, 86400 * 365, &n) != 0) {
+            fprintf(stderr, "sluice: %s: idle-exit wants a number of seconds, not '%s'\n", where,
+                    v);
+            return 2;
+        }
+        c->idle_exit_s = n;
+    } else if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
+        sl_kafka_conf_set(&c->kafka, key + 6, v);
+    } else {
+        fprintf(stderr,
+                "sluice: %s: unknown setting '%s' (settings: input, output, store, stats, "
+                "topics, threads, batch, idle-exit, kafka.<librdkafka property>)\n",
+                where, key);
+        return 2;
+    }
+    return 0;
+}
+
+/* --config FILE: one `key = value` per line, # comments, blank lines. */
+static int read_config(run_cfg *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096], where[PATH_MAX + 32];
+    int lineno = 0, rc = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "sluice: cannot read config %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        char *p = line, *eq, *k, *v, *end;
+
+        lineno++;
+        snprintf(where, sizeof(where), "%s:%d", path, lineno);
+        if ((end = strchr(p, '#')) != NULL)
+            *end = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        end = p + strlen(p);
+        while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*p == '\0')
+            continue;
+        eq = strchr(p, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "sluice: %s: expected `key = value`\n", where);
+            rc = 2;
+            break;
+        }
+        *eq = '\0';
+        k = p;
+        v = eq + 1;
+        for (end = eq; end > k && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = '\0';
+        while (*v == ' ' || *v == '\t')
+            v++;
+        rc = apply_setting(c, keep(c, k), keep(c, v), where);
+    }
+    fclose(f);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
-    const char *input = "-", *output = "-", *store_uri = SL_STORE_DEFAULT_URI;
-    const char *stats = NULL, *v;
+    const char *v;
     char **files = sl_xcalloc((size_t)argc + 1, sizeof(*files));
     int nfiles = 0, i, rc = 1;
-    bool quiet = false, progress = isatty(STDERR_FILENO);
+    bool quiet = false, progress = isatty(STDERR_FILENO), kafka_in, kafka_out;
+    run_cfg c = {.input = "-", .output = "-", .store_uri = SL_STORE_DEFAULT_URI};
     sl_run_opts opts = {0};
     sl_run_report rep;
     sl_program *prog = NULL;
@@ -273,36 +396,56 @@ static int cmd_run(int argc, char **argv)
     sl_error err;
     struct sigaction sa;
     reload_ctx rctx;
+    char flag[64];
 
     sl_error_clear(&err);
     memset(&rep, 0, sizeof(rep));
+    /* config files first, so that flags override them wherever they stand */
+    for (i = 0; i < argc; i++)
+        if ((v = opt_value(argc, argv, &i, "--config")) != NULL) {
+            if (*v == '\0') {
+                rc = usage_error("%s", "option --config needs a value");
+                goto out;
+            }
+            if ((rc = read_config(&c, v)) != 0)
+                goto out;
+        }
+    rc = 1;
     for (i = 0; i < argc; i++) {
         const char *a = argv[i];
+        static const char *const valued[] = {"--input",  "--output",    "--store",
+                                             "--stats",  "--threads",   "--batch",
+                                             "--topics", "--idle-exit", NULL};
+        size_t k;
 
-#define VALUE(name) ((v = opt_value(argc, argv, &i, name)) != NULL)
-        if (VALUE("--input")) {
-            input = v;
-        } else if (VALUE("--output")) {
-            output = v;
-        } else if (VALUE("--store")) {
-            store_uri = v;
-        } else if (VALUE("--stats")) {
-            stats = v;
-        } else if (VALUE("--threads")) {
-            if (parse_count(v, 256, &opts.threads) != 0) {
-                rc = usage_error("--threads wants a number from 1 to 256, not '%s'", v);
+        for (k = 0; valued[k]; k++)
+            if ((v = opt_value(argc, argv, &i, valued[k])) != NULL)
+                break;
+        if (valued[k]) {
+            snprintf(flag, sizeof(flag), "%s", valued[k]);
+            if (apply_setting(&c, valued[k] + 2, v, flag) != 0) {
+                rc = 2;
                 goto out;
             }
-        } else if (VALUE("--batch")) {
-            if (parse_count(v, 65536, &opts.batch) != 0) {
-                rc = usage_error("--batch wants a number from 1 to 65536, not '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--config")) != NULL) {
+            continue; /* read above */
+        } else if ((v = opt_value(argc, argv, &i, "--set")) != NULL) {
+            char *eq = strchr(v, '=');
+            char key[256];
+
+            if (eq == NULL || eq == v || (size_t)(eq - v) >= sizeof(key)) {
+                rc = usage_error("--set wants KEY=VALUE, not '%s'", v);
                 goto out;
             }
-        } else if (VALUE("--set") || VALUE("--topics") || VALUE("--config")) {
-            rc = usage_error("%s: Kafka input and output are not part of this build yet; use "
-                             "--input and --output",
-                             a);
-            goto out;
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - v), v);
+            if (strncmp(key, "kafka.", 6) != 0) {
+                rc = usage_error("--set %s: only kafka.<property> settings go through --set", v);
+                goto out;
+            }
+            if (apply_setting(&c, key, eq + 1, "--set") != 0) {
+                rc = 2;
+                goto out;
+            }
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             quiet = true;
         } else if (strcmp(a, "--progress") == 0) {
@@ -316,23 +459,37 @@ static int cmd_run(int argc, char **argv)
         } else {
             files[nfiles++] = argv[i];
         }
-#undef VALUE
-        if (v != NULL && *v == '\0') {
-            rc = usage_error("option %s needs a value", a);
-            goto out;
-        }
-        v = NULL;
     }
+    opts.threads = c.threads;
+    opts.batch = c.batch;
     if (nfiles == 0) {
         rc = usage_error("%s", "run needs at least one FILE.rules");
+        goto out;
+    }
+    /* Kafka when a broker is named: in unless --input, out unless --output */
+    kafka_in = sl_kafka_conf_get(&c.kafka, "bootstrap.servers") && !c.input_set;
+    kafka_out = sl_kafka_conf_get(&c.kafka, "bootstrap.servers") && !c.output_set;
+    if (c.topics && !kafka_in) {
+        rc = usage_error("%s", "--topics needs --set kafka.bootstrap.servers=HOST:PORT (and no "
+                               "--input)");
+        goto out;
+    }
+    if (kafka_in && c.topics == NULL) {
+        rc = usage_error("%s", "Kafka input needs --topics NAME[,NAME...] or --topics '^REGEX'");
+        goto out;
+    }
+    if (c.idle_exit_s && !kafka_in) {
+        rc = usage_error("%s", "--idle-exit applies to Kafka input (files end by themselves)");
         goto out;
     }
     prog = compile(files, nfiles);
     if (prog == NULL)
         goto out;
-    if (sl_store_open(&store, store_uri, &err) != 0 ||
-        sl_input_open_files(&src, input, &err) != 0 ||
-        sl_sink_open_files(&sink, output, &err) != 0) {
+    if (sl_store_open(&store, c.store_uri, &err) != 0 ||
+        (kafka_in ? sl_input_open_kafka(&src, &c.kafka, c.topics, c.idle_exit_s * 1000, &err)
+                  : sl_input_open_files(&src, c.input, &err)) != 0 ||
+        (kafka_out ? sl_sink_open_kafka(&sink, &c.kafka, &err)
+                   : sl_sink_open_files(&sink, c.output, &err)) != 0) {
         fprintf(stderr, "sluice: %s\n", err.msg);
         rc = err.code == SL_ERR_USAGE ? 2 : 1;
         goto out;
@@ -359,8 +516,8 @@ static int cmd_run(int argc, char **argv)
         rc = 0;
     }
     if (!quiet)
-        print_summary(&rep, prog, input, output);
-    if (stats && write_stats(stats, &rep) != 0)
+        print_summary(&rep, prog, kafka_in ? c.topics : c.input, kafka_out ? "kafka" : c.output);
+    if (c.stats && write_stats(c.stats, &rep) != 0)
         rc = 1;
 out:
     sl_run_report_free(&rep);
@@ -369,6 +526,10 @@ out:
     sl_store_destroy(&store);
     if (prog)
         sl_program_unref(prog);
+    sl_kafka_conf_free(&c.kafka);
+    for (i = 0; i < (int)c.nowned; i++)
+        free(c.owned[i]);
+    free(c.owned);
     free(files);
     return rc;
 }

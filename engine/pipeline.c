@@ -33,9 +33,14 @@ typedef struct batch {
     const char **input; /* stream of each line (names owned by the engine) */
     int64_t *pos;
     int n, cap;
-    uint64_t seq;       /* batch number, in input order */
-    uint64_t first_seq; /* no line in it has a smaller message sequence number */
-    bool in_use;        /* guarded by engine.mu */
+    uint64_t seq; /* batch number, in input order */
+    /* per input stream in it, its smallest position: guarded by engine.mu */
+    struct batch_in {
+        struct input *in;
+        int64_t min_pos;
+    } * ins;
+    int nins, capins;
+    bool in_use; /* guarded by engine.mu */
     /* filled by the decoding worker */
     sl_item **items;
     int *order;          /* item indexes grouped by owner, input order within a group */
@@ -72,14 +77,13 @@ typedef struct worker {
     _Atomic int unstored; /* its sets queued for the store writer */
 } worker;
 
-/* One input stream seen this run: maps sequence numbers to its positions. */
+/* One input stream (a file, or a Kafka partition) seen this run. */
 typedef struct input {
     char *name;
     uint64_t fp;
-    uint64_t seq_start;
-    int64_t pos_start;
-    uint64_t last_seq; /* guarded by engine.mu */
-    int64_t committed;
+    int64_t max_pos;   /* guarded by engine.mu: the newest position read */
+    int64_t committed; /* everything up to here is recorded as done */
+    int64_t lw;        /* scratch for checkpoint() */
     struct input *next;
 } input;
 
@@ -119,7 +123,6 @@ struct engine {
     _Atomic bool failed;
     sl_error fail_err; /* guarded by mu; first failure wins */
 
-    _Atomic uint64_t next_seq;
     _Atomic uint64_t resumed;
     input *inputs, *cur_input; /* guarded by mu */
     int64_t cur_pos;           /* guarded by mu: for the progress line */
@@ -155,8 +158,8 @@ static batch *acquire(engine *e)
         b->next = NULL;
         b->in_use = true;
         b->n = 0;
+        b->nins = 0;
         sl_buf_reset(&b->bytes);
-        b->first_seq = atomic_load(&e->next_seq);
     }
     pthread_mutex_unlock(&e->mu);
     return b;
@@ -171,6 +174,7 @@ static void release(engine *e, batch *b)
     pthread_mutex_lock(&e->mu);
     b->in_use = false;
     b->n = 0;
+    b->nins = 0;
     b->next = e->free;
     e->free = b;
     pthread_cond_signal(&e->pool_cv);
@@ -427,14 +431,62 @@ static input *find_input(engine *e, const char *name)
     return NULL;
 }
 
+/* Does this look like JSON text (so it can be embedded raw in a record line)?
+ * A wrong guess only costs a dead letter that still holds every byte. */
+static bool looks_json(const char *p, size_t n)
+{
+    while (n && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++, n--;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n'))
+        n--;
+    if (n == 0)
+        return false;
+    switch (p[0]) {
+    case '{':
+        return p[n - 1] == '}';
+    case '[':
+        return p[n - 1] == ']';
+    case '"':
+        return n > 1 && p[n - 1] == '"';
+    default:
+        return (p[0] >= '0' && p[0] <= '9') || p[0] == '-' || memcmp(p, "true", n) == 0 ||
+               memcmp(p, "false", n) == 0 || memcmp(p, "null", n) == 0;
+    }
+}
+
+/* Append one message to the batch: a line as it is, a record (Kafka) as a
+ * record line, so that both take exactly the same path afterwards. */
 static void add_line(batch *b, const sl_msg *msg, const char *input_name)
 {
     b->off[b->n] = b->bytes.len;
-    b->len[b->n] = msg->len;
+    if (msg->is_line) {
+        sl_buf_append(&b->bytes, msg->line, msg->len);
+    } else {
+        const sl_record *r = &msg->rec;
+
+        sl_record_write_line(r, r->key == NULL || looks_json(r->key, r->key_len),
+                             r->value == NULL || looks_json(r->value, r->value_len), &b->bytes);
+    }
+    b->len[b->n] = b->bytes.len - b->off[b->n];
     b->input[b->n] = input_name;
     b->pos[b->n] = msg->pos;
-    sl_buf_append(&b->bytes, msg->line, msg->len);
     b->n++;
+}
+
+/* Under engine.mu: note that b holds position pos of stream in. */
+static void note_input(batch *b, input *in, int64_t pos)
+{
+    int i;
+
+    for (i = b->nins - 1; i >= 0; i--)
+        if (b->ins[i].in == in)
+            return; /* positions only grow within a stream */
+    if (b->nins == b->capins) {
+        b->capins = b->capins ? b->capins * 2 : 4;
+        b->ins = sl_xrealloc(b->ins, (size_t)b->capins * sizeof(*b->ins));
+    }
+    b->ins[b->nins].in = in;
+    b->ins[b->nins++].min_pos = pos;
 }
 
 static void *reader_main(void *arg)
@@ -451,7 +503,6 @@ static void *reader_main(void *arg)
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
         input *in;
-        uint64_t seq;
 
         r = e->src->ops->poll(e->src->self, &msg, 200, &err);
         if (r < 0) {
@@ -471,7 +522,7 @@ static void *reader_main(void *arg)
         if (msg.input != last_name) {
             /* a new input stream: where did an earlier run stop in it? */
             last_name = msg.input;
-            done = 0;
+            done = -1; /* positions start at 0 (offsets) or 1 (lines) */
             if (msg.input_fp != 0 &&
                 e->store->ops->input_get(e->rd_sess, msg.input, msg.input_fp, &done, &err) != 0) {
                 fail(e, &err);
@@ -486,26 +537,26 @@ static void *reader_main(void *arg)
             break; /* stopping: this line is not taken, the next run redoes it */
         pthread_mutex_lock(&e->mu);
         in = e->cur_input;
-        seq = atomic_load(&e->next_seq);
         if (in == NULL || strcmp(in->name, msg.input) != 0) {
             in = find_input(e, msg.input);
             if (in == NULL) {
                 in = sl_xcalloc(1, sizeof(*in));
                 in->name = sl_xstrdup(msg.input);
                 in->fp = msg.input_fp;
-                in->seq_start = seq;
-                in->pos_start = msg.pos;
-                in->committed = done;
+                in->committed = msg.pos - 1 > done ? msg.pos - 1 : done;
+                in->max_pos = in->committed;
                 in->next = e->inputs;
                 e->inputs = in;
             }
             e->cur_input = in;
         }
-        in->last_seq = seq;
+        /* the message is in a batch in use before anyone can see max_pos */
+        note_input(b, in, msg.pos);
+        if (msg.pos > in->max_pos)
+            in->max_pos = msg.pos;
         e->cur_pos = msg.pos;
         pthread_mutex_unlock(&e->mu);
         add_line(b, &msg, in->name);
-        atomic_store(&e->next_seq, seq + 1);
         if (b->n == b->cap) {
             submit(e, b);
             b = NULL;
@@ -523,15 +574,18 @@ static void *reader_main(void *arg)
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-/* Record, per input stream, how many lines are completely processed: every
- * message with a sequence number below the low-water mark is. */
+/* Record, per input stream, up to where everything is processed: below the
+ * smallest position of that stream still in a batch in use, or all it read.
+ * Outputs are made durable (files) or acknowledged (Kafka) first. Returns 0,
+ * or -1 when the sink, the store or the source failed for good; "not yet"
+ * (the broker is away) is no failure: the next checkpoint tries again. */
 static int checkpoint(engine *e, sl_error *err)
 {
-    uint64_t lw;
     size_t i;
+    int k, r, rc = 0;
     input *in;
-    int rc = 0;
     struct upd {
+        input *in;
         char *name;
         uint64_t fp;
         int64_t done;
@@ -539,41 +593,54 @@ static int checkpoint(engine *e, sl_error *err)
     size_t nupd = 0, cap = 0;
 
     pthread_mutex_lock(&e->mu);
-    lw = atomic_load(&e->next_seq);
-    for (i = 0; i < e->nbatches; i++)
-        if (e->batches[i].in_use && e->batches[i].first_seq < lw)
-            lw = e->batches[i].first_seq;
-    for (in = e->inputs; in; in = in->next) {
-        int64_t done;
+    for (in = e->inputs; in; in = in->next)
+        in->lw = INT64_MAX;
+    for (i = 0; i < e->nbatches; i++) {
+        batch *b = &e->batches[i];
 
-        if (in->fp == 0 || lw == 0 || lw - 1 < in->seq_start)
+        if (!b->in_use)
             continue;
-        done = in->pos_start +
-               (int64_t)((lw - 1 < in->last_seq ? lw - 1 : in->last_seq) - in->seq_start);
-        if (done <= in->committed)
+        for (k = 0; k < b->nins; k++)
+            if (b->ins[k].min_pos < b->ins[k].in->lw)
+                b->ins[k].in->lw = b->ins[k].min_pos;
+    }
+    for (in = e->inputs; in; in = in->next) {
+        int64_t done = in->lw == INT64_MAX ? in->max_pos : in->lw - 1;
+
+        if (done <= in->committed || (in->fp == 0 && e->src->ops->commit == NULL))
             continue;
         if (nupd == cap) {
             cap = cap ? cap * 2 : 4;
             upd = sl_xrealloc(upd, cap * sizeof(*upd));
         }
+        upd[nupd].in = in;
         upd[nupd].name = sl_xstrdup(in->name);
         upd[nupd].fp = in->fp;
         upd[nupd++].done = done;
-        in->committed = done;
     }
     pthread_mutex_unlock(&e->mu);
     if (nupd == 0)
         goto out;
-    /* outputs of everything below the mark are durable before we say so */
-    if (e->sink->ops->flush(e->sink->self, true, err) != 0) {
-        rc = -1;
+    r = e->sink->ops->flush(e->sink->self, true, err);
+    if (r != 0) {
+        rc = r < 0 ? -1 : 0;
         goto out;
     }
-    for (i = 0; i < nupd; i++)
-        if (e->store->ops->input_put(e->ck_sess, upd[i].name, upd[i].fp, upd[i].done, err) != 0) {
+    for (i = 0; i < nupd; i++) {
+        if (e->src->ops->commit)
+            r = e->src->ops->commit(e->src->self, upd[i].name, upd[i].done, err);
+        else
+            r = e->store->ops->input_put(e->ck_sess, upd[i].name, upd[i].fp, upd[i].done, err);
+        if (r < 0) {
             rc = -1;
             goto out;
         }
+        if (r == 0) {
+            pthread_mutex_lock(&e->mu);
+            upd[i].in->committed = upd[i].done;
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
 out:
     for (i = 0; i < nupd; i++)
         free(upd[i].name);
@@ -658,6 +725,8 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
     double t0 = now_s(), last_ck = t0, last_t = t0;
     uint64_t last_n = 0;
     sig_atomic_t reload_seen = opts->reload_seq ? *opts->reload_seq : 0;
+    /* progress is kept by the store (files) or by the source (Kafka) */
+    bool checkpoints = strcmp(store->ops->scheme, "none") != 0 || src->ops->commit != NULL;
     size_t i;
     int k, started = 0, rc = -1;
     bool reader_started = false;
@@ -783,7 +852,7 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         }
         if (opts->progress)
             draw_progress(e, t0, &last_n, &last_t);
-        if (now_s() - last_ck >= 1.0 && strcmp(store->ops->scheme, "none") != 0) {
+        if (now_s() - last_ck >= 1.0 && checkpoints) {
             sl_error ck;
 
             if (checkpoint(e, &ck) != 0)
@@ -818,7 +887,7 @@ out:
     if (rc == 0) {
         sl_error ck;
 
-        if (strcmp(store->ops->scheme, "none") != 0 && checkpoint(e, &ck) != 0)
+        if (checkpoints && checkpoint(e, &ck) != 0)
             fail(e, &ck);
         if (atomic_load(&e->failed)) {
             if (err)
@@ -870,6 +939,7 @@ out:
         free(b->pos);
         free(b->order);
         free(b->start);
+        free(b->ins);
         sl_buf_free(&b->bytes);
         if (b->prog)
             sl_program_unref(b->prog);

@@ -668,6 +668,10 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
         }
         add_hdr(w, o, "sluice.origin", origin, strlen(origin));
         add_hdr(w, o, "sluice.rules", p->version, strlen(p->version));
+        /* the change's version: an applier that sees a position it already
+         * applied for this key (at-least-once delivery) can drop it */
+        if (ev->position.len)
+            add_hdr(w, o, "sluice.position", ev->position.p, ev->position.len);
         topic_count(w, w->topic.data, w->topic.len);
         count(&w->c.written);
     }

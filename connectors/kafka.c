@@ -1,0 +1,579 @@
+/*
+ * kafka.c - consume the sites' change topics, produce per-destination topics.
+ *
+ * Threads: the consumer is polled by the engine's reader thread and
+ * committed by its checkpointing thread (librdkafka handles are thread
+ * safe); the producer is called by every worker. librdkafka's own threads
+ * talk to the brokers; its callbacks (delivery reports) run inside
+ * rd_kafka_poll/rd_kafka_flush on whichever of our threads called them.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kafka.h"
+
+/* ---- configuration ----------------------------------------------------------- */
+
+void sl_kafka_conf_set(sl_kafka_conf *kc, const char *key, const char *value)
+{
+    size_t i;
+
+    for (i = 0; i < kc->n; i++)
+        if (strcmp(kc->keys[i], key) == 0) {
+            free(kc->values[i]);
+            kc->values[i] = sl_xstrdup(value);
+            return;
+        }
+    kc->keys = sl_xrealloc(kc->keys, (kc->n + 1) * sizeof(*kc->keys));
+    kc->values = sl_xrealloc(kc->values, (kc->n + 1) * sizeof(*kc->values));
+    kc->keys[kc->n] = sl_xstrdup(key);
+    kc->values[kc->n++] = sl_xstrdup(value);
+}
+
+const char *sl_kafka_conf_get(const sl_kafka_conf *kc, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < kc->n; i++)
+        if (strcmp(kc->keys[i], key) == 0)
+            return kc->values[i];
+    return NULL;
+}
+
+void sl_kafka_conf_free(sl_kafka_conf *kc)
+{
+    size_t i;
+
+    for (i = 0; i < kc->n; i++) {
+        free(kc->keys[i]);
+        free(kc->values[i]);
+    }
+    free(kc->keys);
+    free(kc->values);
+    memset(kc, 0, sizeof(*kc));
+}
+
+static bool sluice_key(const char *k)
+{
+    return strncmp(k, "topic.", 6) == 0;
+}
+
+/* Build a librdkafka configuration: sluice's defaults first, then every
+ * user property (which wins), skipping sluice's own keys. */
+static rd_kafka_conf_t *make_conf(const sl_kafka_conf *kc, const char *const *defaults,
+                                  sl_error *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+    size_t i;
+
+    for (i = 0; defaults[i]; i += 2)
+        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            sl_error_set(err, SL_ERR_USAGE, "kafka.%s: %s", defaults[i], errstr);
+            goto fail;
+        }
+    for (i = 0; i < kc->n; i++) {
+        if (sluice_key(kc->keys[i]))
+            continue;
+        if (rd_kafka_conf_set(conf, kc->keys[i], kc->values[i], errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            sl_error_set(err, SL_ERR_USAGE, "--set kafka.%s=%s: %s", kc->keys[i], kc->values[i],
+                         errstr);
+            goto fail;
+        }
+    }
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- source ------------------------------------------------------------------ */
+
+typedef struct kpart {
+    char *name; /* "topic/partition" */
+    char *topic;
+    int32_t partition;
+    struct kpart *next;
+} kpart;
+
+typedef struct ksource {
+    rd_kafka_t *rk;
+    rd_kafka_message_t *cur; /* the message handed out last, destroyed on the next poll */
+    kpart *parts;            /* interned stream names; read by the reader, committed by main */
+    pthread_mutex_t mu;
+    int idle_exit_ms;
+    int64_t last_msg_ms;
+} ksource;
+
+static const char *const consumer_defaults[] = {
+    "group.id",
+    "sluice",
+    "enable.auto.commit",
+    "false",
+    "auto.offset.reset",
+    "earliest",
+    "isolation.level",
+    "read_committed",
+    "enable.partition.eof",
+    "false",
+    "client.id",
+    "sluice",
+    NULL,
+};
+
+static kpart *part_for(ksource *ks, const char *topic, int32_t partition)
+{
+    kpart *p;
+    char name[512];
+
+    pthread_mutex_lock(&ks->mu);
+    for (p = ks->parts; p; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            break;
+    if (p == NULL) {
+        p = sl_xcalloc(1, sizeof(*p));
+        snprintf(name, sizeof(name), "%s/%d", topic, (int)partition);
+        p->name = sl_xstrdup(name);
+        p->topic = sl_xstrdup(topic);
+        p->partition = partition;
+        p->next = ks->parts;
+        ks->parts = p;
+    }
+    pthread_mutex_unlock(&ks->mu);
+    return p;
+}
+
+static int ks_poll(void *self, sl_msg *msg, int timeout_ms, sl_error *err)
+{
+    ksource *ks = self;
+    rd_kafka_message_t *m;
+    rd_kafka_headers_t *hdrs = NULL;
+    size_t i;
+
+    if (ks->cur) {
+        rd_kafka_message_destroy(ks->cur);
+        ks->cur = NULL;
+    }
+    m = rd_kafka_consumer_poll(ks->rk, timeout_ms);
+    if (m == NULL) {
+        if (ks->idle_exit_ms > 0 && now_ms() - ks->last_msg_ms >= ks->idle_exit_ms)
+            return 0;
+        return 2;
+    }
+    if (m->err) {
+        /* Transient trouble (broker down, rebalancing) is retried by
+         * librdkafka; it has already logged it. Only a fatal error ends us. */
+        rd_kafka_resp_err_t e = m->err;
+        char what[512];
+
+        snprintf(what, sizeof(what), "%s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        if (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+            e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+            return sl_error_set(err, SL_ERR_IO, "kafka consumer: %s", what);
+        return 2;
+    }
+    ks->cur = m;
+    ks->last_msg_ms = now_ms();
+    memset(msg, 0, sizeof(*msg));
+    msg->is_line = false;
+    msg->rec.topic.p = rd_kafka_topic_name(m->rkt);
+    msg->rec.topic.len = strlen(msg->rec.topic.p);
+    msg->rec.partition = m->partition;
+    msg->rec.offset = m->offset;
+    msg->rec.key = m->key;
+    msg->rec.key_len = m->key ? m->key_len : 0;
+    msg->rec.value = m->payload;
+    msg->rec.value_len = m->payload ? m->len : 0;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (i = 0; i < SL_MAX_HEADERS; i++) {
+            const char *name;
+            const void *val;
+            size_t vlen;
+
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            msg->rec.headers[i].name.p = name;
+            msg->rec.headers[i].name.len = strlen(name);
+            msg->rec.headers[i].value.p = val;
+            msg->rec.headers[i].value.len = val ? vlen : 0;
+            msg->rec.headers[i].null_value = val == NULL;
+        }
+        msg->rec.nheaders = i;
+    }
+    msg->input = part_for(ks, msg->rec.topic.p, m->partition)->name;
+    msg->input_fp = 0; /* Kafka keeps the progress, not the store */
+    msg->pos = m->offset;
+    return 1;
+}
+
+static bool ks_finite(void *self)
+{
+    return false;
+}
+
+static int ks_commit(void *self, const char *input, int64_t done, sl_error *err)
+{
+    ksource *ks = self;
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_resp_err_t e;
+    kpart *p;
+
+    pthread_mutex_lock(&ks->mu);
+    for (p = ks->parts; p; p = p->next)
+        if (strcmp(p->name, input) == 0)
+            break;
+    pthread_mutex_unlock(&ks->mu);
+    if (p == NULL)
+        return 0;
+    l = rd_kafka_topic_partition_list_new(1);
+    /* Kafka's committed offset is the next one to read. */
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = done + 1;
+    e = rd_kafka_commit(ks->rk, l, 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    /* A partition taken away by a rebalance cannot be committed here any
+     * more: its new owner starts from the last commit and redoes the rest
+     * (at least once; the per-row positions in the store drop repeats). */
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR__NO_OFFSET ||
+        e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+        e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR__STATE)
+        return 0;
+    if (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+        e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+        e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD)
+        return 1; /* try again at the next checkpoint */
+    return sl_error_set(err, SL_ERR_IO, "kafka: commit %s at %lld: %s", input, (long long)done + 1,
+                        rd_kafka_err2str(e));
+}
+
+static void ks_destroy(void *self)
+{
+    ksource *ks = self;
+    kpart *p, *next;
+
+    if (ks == NULL)
+        return;
+    if (ks->cur)
+        rd_kafka_message_destroy(ks->cur);
+    if (ks->rk) {
+        rd_kafka_consumer_close(ks->rk);
+        rd_kafka_destroy(ks->rk);
+    }
+    for (p = ks->parts; p; p = next) {
+        next = p->next;
+        free(p->name);
+        free(p->topic);
+        free(p);
+    }
+    pthread_mutex_destroy(&ks->mu);
+    free(ks);
+}
+
+static const sl_input_ops kafka_source_ops = {
+    .name = "kafka",
+    .poll = ks_poll,
+    .finite = ks_finite,
+    .commit = ks_commit,
+    .destroy = ks_destroy,
+};
+
+int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topics,
+                        int idle_exit_ms, sl_error *err)
+{
+    ksource *ks;
+    rd_kafka_conf_t *conf;
+    rd_kafka_topic_partition_list_t *subs;
+    rd_kafka_resp_err_t e;
+    char errstr[512], *list, *tok, *save = NULL;
+
+    if (topics == NULL || *topics == '\0')
+        return sl_error_set(err, SL_ERR_USAGE,
+                            "Kafka input needs --topics NAME[,NAME...] or --topics '^REGEX'");
+    conf = make_conf(kc, consumer_defaults, err);
+    if (conf == NULL)
+        return -1;
+    ks = sl_xcalloc(1, sizeof(*ks));
+    pthread_mutex_init(&ks->mu, NULL);
+    ks->idle_exit_ms = idle_exit_ms;
+    ks->last_msg_ms = now_ms();
+    ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (ks->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        sl_error_set(err, SL_ERR_USAGE, "kafka consumer: %s", errstr);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(ks->rk);
+    subs = rd_kafka_topic_partition_list_new(4);
+    list = sl_xstrdup(topics);
+    for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (*tok)
+            rd_kafka_topic_partition_list_add(subs, tok, RD_KAFKA_PARTITION_UA);
+    free(list);
+    e = rd_kafka_subscribe(ks->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (e) {
+        sl_error_set(err, SL_ERR_USAGE, "kafka: cannot subscribe to %s: %s", topics,
+                     rd_kafka_err2str(e));
+        goto fail;
+    }
+    src->ops = &kafka_source_ops;
+    src->self = ks;
+    return 0;
+fail:
+    ks_destroy(ks);
+    return -1;
+}
+
+/* ---- sink -------------------------------------------------------------------- */
+
+typedef struct ktopic {
+    char *name;
+    struct ktopic *next;
+} ktopic;
+
+typedef struct ksink {
+    rd_kafka_t *rk;
+    pthread_mutex_t mu; /* topics */
+    ktopic *topics;
+    int partitions, replication;
+    _Atomic bool failed;
+    char fail_msg[512]; /* written once, before failed is set */
+    pthread_mutex_t fail_mu;
+} ksink;
+
+static const char *const producer_defaults[] = {
+    "enable.idempotence",
+    "true",
+    "acks",
+    "all",
+    "linger.ms",
+    "5",
+    /* Never give up on a message: while the broker is away the queue fills,
+     * workers wait, and reading pauses; nothing is dropped. */
+    "message.timeout.ms",
+    "0",
+    "client.id",
+    "sluice",
+    NULL,
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    ksink *ks = opaque;
+
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    pthread_mutex_lock(&ks->fail_mu);
+    if (!atomic_load(&ks->failed)) {
+        snprintf(ks->fail_msg, sizeof(ks->fail_msg), "kafka: delivery to %s failed: %s",
+                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        atomic_store(&ks->failed, true);
+    }
+    pthread_mutex_unlock(&ks->fail_mu);
+}
+
+/* Create the topic unless it exists (or was created by us before). */
+static int ensure_topic(ksink *ks, const char *name, sl_error *err)
+{
+    ktopic *t;
+    rd_kafka_NewTopic_t *nt = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    char errstr[512];
+    int rc = -1;
+
+    pthread_mutex_lock(&ks->mu);
+    for (t = ks->topics; t; t = t->next)
+        if (strcmp(t->name, name) == 0) {
+            pthread_mutex_unlock(&ks->mu);
+            return 0;
+        }
+    nt = rd_kafka_NewTopic_new(name, ks->partitions, ks->replication, errstr, sizeof(errstr));
+    if (nt == NULL) {
+        sl_error_set(err, SL_ERR_USAGE, "kafka: topic %s: %s", name, errstr);
+        goto out;
+    }
+    q = rd_kafka_queue_new(ks->rk);
+    rd_kafka_CreateTopics(ks->rk, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 60000);
+    if (ev == NULL) {
+        sl_error_set(err, SL_ERR_IO, "kafka: creating topic %s timed out", name);
+        goto out;
+    }
+    {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR && n == 1)
+            e = rd_kafka_topic_result_error(tr[0]);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            sl_error_set(err, SL_ERR_IO, "kafka: cannot create topic %s: %s", name,
+                         rd_kafka_err2str(e));
+            goto out;
+        }
+    }
+    t = sl_xcalloc(1, sizeof(*t));
+    t->name = sl_xstrdup(name);
+    t->next = ks->topics;
+    ks->topics = t;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&ks->mu);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (nt)
+        rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+static int fail_from(ksink *ks, sl_error *err)
+{
+    pthread_mutex_lock(&ks->fail_mu);
+    sl_error_set(err, SL_ERR_IO, "%s", ks->fail_msg);
+    pthread_mutex_unlock(&ks->fail_mu);
+    return -1;
+}
+
+static int kk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
+{
+    ksink *ks = self;
+    char topic[512];
+    size_t i, h;
+
+    for (i = 0; i < n; i++) {
+        const sl_record *r = &recs[i];
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(r->nheaders);
+        rd_kafka_resp_err_t e;
+        char hname[256];
+
+        snprintf(topic, sizeof(topic), "%.*s", (int)r->topic.len, r->topic.p);
+        if (ensure_topic(ks, topic, err) != 0) {
+            rd_kafka_headers_destroy(hdrs);
+            return -1;
+        }
+        for (h = 0; h < r->nheaders; h++) {
+            snprintf(hname, sizeof(hname), "%.*s", (int)r->headers[h].name.len,
+                     r->headers[h].name.p);
+            rd_kafka_header_add(hdrs, hname, -1,
+                                r->headers[h].null_value ? NULL : r->headers[h].value.p,
+                                (ssize_t)r->headers[h].value.len);
+        }
+        for (;;) {
+            e = rd_kafka_producev(
+                ks->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(r->key, r->key ? r->key_len : 0),
+                RD_KAFKA_V_VALUE((void *)r->value, r->value ? r->value_len : 0),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            /* backpressure: wait for the broker to take some */
+            rd_kafka_poll(ks->rk, 100);
+        }
+        if (e) {
+            rd_kafka_headers_destroy(hdrs);
+            return sl_error_set(err, SL_ERR_IO, "kafka: produce to %s: %s", topic,
+                                rd_kafka_err2str(e));
+        }
+    }
+    rd_kafka_poll(ks->rk, 0);
+    if (atomic_load(&ks->failed))
+        return fail_from(ks, err);
+    return 0;
+}
+
+static int kk_flush(void *self, bool sync, sl_error *err)
+{
+    ksink *ks = self;
+
+    if (!sync) {
+        rd_kafka_poll(ks->rk, 0);
+        return atomic_load(&ks->failed) ? fail_from(ks, err) : 0;
+    }
+    rd_kafka_flush(ks->rk, 1000);
+    if (atomic_load(&ks->failed))
+        return fail_from(ks, err);
+    return rd_kafka_outq_len(ks->rk) > 0 ? 1 : 0;
+}
+
+static void kk_destroy(void *self)
+{
+    ksink *ks = self;
+    ktopic *t, *next;
+
+    if (ks == NULL)
+        return;
+    if (ks->rk) {
+        rd_kafka_flush(ks->rk, 10000);
+        rd_kafka_destroy(ks->rk);
+    }
+    for (t = ks->topics; t; t = next) {
+        next = t->next;
+        free(t->name);
+        free(t);
+    }
+    pthread_mutex_destroy(&ks->mu);
+    pthread_mutex_destroy(&ks->fail_mu);
+    free(ks);
+}
+
+static const sl_sink_ops kafka_sink_ops = {
+    .name = "kafka",
+    .write = kk_write,
+    .flush = kk_flush,
+    .destroy = kk_destroy,
+};
+
+int sl_sink_open_kafka(sl_sink *sink, const sl_kafka_conf *kc, sl_error *err)
+{
+    ksink *ks;
+    rd_kafka_conf_t *conf;
+    const char *v;
+    char errstr[512];
+
+    conf = make_conf(kc, producer_defaults, err);
+    if (conf == NULL)
+        return -1;
+    ks = sl_xcalloc(1, sizeof(*ks));
+    pthread_mutex_init(&ks->mu, NULL);
+    pthread_mutex_init(&ks->fail_mu, NULL);
+    ks->partitions = (v = sl_kafka_conf_get(kc, "topic.partitions")) ? atoi(v) : 3;
+    ks->replication = (v = sl_kafka_conf_get(kc, "topic.replication")) ? atoi(v) : -1;
+    if (ks->partitions < 1) {
+        rd_kafka_conf_destroy(conf);
+        kk_destroy(ks);
+        return sl_error_set(err, SL_ERR_USAGE, "kafka.topic.partitions must be at least 1");
+    }
+    rd_kafka_conf_set_opaque(conf, ks);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    ks->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (ks->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        kk_destroy(ks);
+        return sl_error_set(err, SL_ERR_USAGE, "kafka producer: %s", errstr);
+    }
+    sink->ops = &kafka_sink_ops;
+    sink->self = ks;
+    return 0;
+}
