@@ -120,6 +120,7 @@ typedef struct ksource {
     pthread_mutex_t mu;
     int idle_exit_ms;
     int64_t last_msg_ms;
+    bool regex; /* topics that do not exist yet may appear later */
 } ksource;
 
 static const char *const consumer_defaults[] = {
@@ -185,7 +186,8 @@ static int ks_poll(void *self, sl_msg *msg, int timeout_ms, sl_error *err)
 
         snprintf(what, sizeof(what), "%s", rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
-        if (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+        if (e == RD_KAFKA_RESP_ERR__FATAL ||
+            (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART && !ks->regex) ||
             e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
             e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
             return sl_error_set(err, SL_ERR_IO, "kafka consumer: %s", what);
@@ -313,6 +315,7 @@ int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topi
     ks = sl_xcalloc(1, sizeof(*ks));
     pthread_mutex_init(&ks->mu, NULL);
     ks->idle_exit_ms = idle_exit_ms;
+    ks->regex = topics[0] == '^';
     ks->last_msg_ms = now_ms();
     ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (ks->rk == NULL) {
