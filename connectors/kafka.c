@@ -409,6 +409,23 @@ static int ensure_topic(ksink *ks, const char *name, sl_error *err)
             pthread_mutex_unlock(&ks->mu);
             return 0;
         }
+    {
+        /* Does it exist already? (Asking first also works with brokers
+         * that refuse CreateTopics to this client.) */
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(ks->rk, name, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        bool exists = false;
+
+        if (rkt && rd_kafka_metadata(ks->rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            exists = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                     md->topics[0].partition_cnt > 0;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+        if (exists)
+            goto known;
+    }
     nt = rd_kafka_NewTopic_new(name, ks->partitions, ks->replication, errstr, sizeof(errstr));
     if (nt == NULL) {
         sl_error_set(err, SL_ERR_USAGE, "kafka: topic %s: %s", name, errstr);
@@ -436,6 +453,7 @@ static int ensure_topic(ksink *ks, const char *name, sl_error *err)
             goto out;
         }
     }
+known:
     t = sl_xcalloc(1, sizeof(*t));
     t->name = sl_xstrdup(name);
     t->next = ks->topics;
