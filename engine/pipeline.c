@@ -126,7 +126,10 @@ struct engine {
     _Atomic uint64_t resumed;
     input *inputs, *cur_input; /* guarded by mu */
     int64_t cur_pos;           /* guarded by mu: for the progress line */
-    void *ck_sess;             /* the checkpointing (calling) thread's store session */
+    void *ck_sess;             /* the checkpoint's store session, under ck_mu */
+    pthread_mutex_t ck_mu;     /* one checkpoint at a time (main thread, rebalances) */
+    batch *rd_batch;           /* the reader's batch being filled (reader only) */
+    size_t nfree;              /* guarded by mu: batches in the free list */
     void *rd_sess;             /* the reader's store session */
 };
 
@@ -155,6 +158,7 @@ static batch *acquire(engine *e)
     if (e->free) {
         b = e->free;
         e->free = b->next;
+        e->nfree--;
         b->next = NULL;
         b->in_use = true;
         b->n = 0;
@@ -177,7 +181,8 @@ static void release(engine *e, batch *b)
     b->nins = 0;
     b->next = e->free;
     e->free = b;
-    pthread_cond_signal(&e->pool_cv);
+    e->nfree++;
+    pthread_cond_broadcast(&e->pool_cv);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -492,7 +497,7 @@ static void note_input(batch *b, input *in, int64_t pos)
 static void *reader_main(void *arg)
 {
     engine *e = arg;
-    batch *b = NULL;
+    batch *b;
     sl_msg msg;
     sl_error err;
     const char *last_name = NULL;
@@ -505,6 +510,7 @@ static void *reader_main(void *arg)
         input *in;
 
         r = e->src->ops->poll(e->src->self, &msg, 200, &err);
+        b = e->rd_batch; /* a rebalance inside poll may have handed it over */
         if (r < 0) {
             fail(e, &err);
             break;
@@ -515,7 +521,7 @@ static void *reader_main(void *arg)
             /* input is idle: do not sit on what we hold */
             if (b) {
                 submit(e, b);
-                b = NULL;
+                e->rd_batch = NULL;
             }
             continue;
         }
@@ -533,7 +539,7 @@ static void *reader_main(void *arg)
             atomic_fetch_add(&e->resumed, 1);
             continue;
         }
-        if (b == NULL && (b = acquire(e)) == NULL)
+        if (b == NULL && (b = e->rd_batch = acquire(e)) == NULL)
             break; /* stopping: this line is not taken, the next run redoes it */
         pthread_mutex_lock(&e->mu);
         in = e->cur_input;
@@ -559,11 +565,12 @@ static void *reader_main(void *arg)
         add_line(b, &msg, in->name);
         if (b->n == b->cap) {
             submit(e, b);
-            b = NULL;
+            e->rd_batch = NULL;
         }
     }
-    if (b)
-        submit(e, b);
+    if (e->rd_batch)
+        submit(e, e->rd_batch);
+    e->rd_batch = NULL;
     pthread_mutex_lock(&e->mu);
     e->reader_done = true;
     pthread_cond_broadcast(&e->done_cv);
@@ -579,7 +586,19 @@ static void *reader_main(void *arg)
  * Outputs are made durable (files) or acknowledged (Kafka) first. Returns 0,
  * or -1 when the sink, the store or the source failed for good; "not yet"
  * (the broker is away) is no failure: the next checkpoint tries again. */
+static int checkpoint_locked(engine *e, sl_error *err);
+
 static int checkpoint(engine *e, sl_error *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&e->ck_mu);
+    rc = checkpoint_locked(e, err);
+    pthread_mutex_unlock(&e->ck_mu);
+    return rc;
+}
+
+static int checkpoint_locked(engine *e, sl_error *err)
 {
     size_t i;
     int k, r, rc = 0;
@@ -646,6 +665,28 @@ out:
         free(upd[i].name);
     free(upd);
     return rc;
+}
+
+/* A consumer-group rebalance is about to take input streams away (called on
+ * the reader thread, inside poll): hand over the batch being filled, wait
+ * until every batch is through, and checkpoint, so that the new owner of
+ * those partitions starts where this process ended instead of redoing. */
+static void release_inputs(void *arg)
+{
+    engine *e = arg;
+    sl_error err;
+
+    if (e->rd_batch) {
+        submit(e, e->rd_batch);
+        e->rd_batch = NULL;
+    }
+    pthread_mutex_lock(&e->mu);
+    while (e->nfree < e->nbatches && !atomic_load(&e->failed))
+        pthread_cond_wait(&e->pool_cv, &e->mu);
+    pthread_mutex_unlock(&e->mu);
+    sl_error_clear(&err);
+    if (checkpoint(e, &err) < 0)
+        fail(e, &err);
 }
 
 /* ---- the run ---------------------------------------------------------------- */
@@ -744,6 +785,7 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
     pthread_cond_init(&e->work_cv, NULL);
     pthread_cond_init(&e->done_cv, NULL);
     pthread_cond_init(&e->store_cv, NULL);
+    pthread_mutex_init(&e->ck_mu, NULL);
     e->has_writer = strcmp(store->ops->scheme, "none") != 0;
 
     e->ck_sess = store->ops->session_open(store->self, err);
@@ -771,6 +813,7 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         }
         b->next = e->free;
         e->free = b;
+        e->nfree++;
     }
     e->workers = sl_xcalloc((size_t)e->nworkers, sizeof(*e->workers));
     for (k = 0; k < e->nworkers; k++) {
@@ -805,6 +848,8 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         }
         started++;
     }
+    if (checkpoints && src->ops->set_release_hook)
+        src->ops->set_release_hook(src->self, release_inputs, e);
     if (pthread_create(&e->reader, NULL, reader_main, e) != 0) {
         sl_error_set(err, SL_ERR_INTERNAL, "cannot start reader thread: %s", strerror(errno));
         goto out;
@@ -884,6 +929,9 @@ out:
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->writer, NULL);
     }
+    /* the source outlives this run: it must not call back into it */
+    if (src->ops->set_release_hook)
+        src->ops->set_release_hook(src->self, NULL, NULL);
     if (rc == 0) {
         sl_error ck;
 
@@ -965,6 +1013,7 @@ out:
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->done_cv);
     pthread_cond_destroy(&e->store_cv);
+    pthread_mutex_destroy(&e->ck_mu);
     free(e);
     return rc;
 }

@@ -296,9 +296,11 @@ static bool beyond_hw(sl_proc *w, const char *origin, sl_str part, sl_str pos)
     return true;
 }
 
-static void cache_set(sl_proc *w, centry **slot, uint64_t h, const char *k, size_t klen, sl_str pos)
+/* Remember pos for key k: in entry e when the key is cached already (the
+ * entry found by the lookup), else in a new entry at the head of its bucket. */
+static void cache_set(sl_proc *w, centry *e, uint64_t h, const char *k, size_t klen, sl_str pos)
 {
-    centry *e = *slot;
+    centry **slot = &w->cache[h % CACHE_BUCKETS];
 
     if (e == NULL) {
         if (w->ncache >= CACHE_MAX) {
@@ -309,7 +311,6 @@ static void cache_set(sl_proc *w, centry **slot, uint64_t h, const char *k, size
                 w->evict_hook(w->evict_arg);
             cache_clear(w);
             w->evicted = true;
-            slot = &w->cache[h % CACHE_BUCKETS];
         }
         e = sl_xmalloc(sizeof(*e) + klen);
         e->h = h;
@@ -373,13 +374,13 @@ static int check_seen(sl_proc *w, sl_item *it, sl_error *err)
         if (r == 1 && poscmp(pos, stored.data, stored.len) <= 0) {
             sl_str sp = {stored.data, stored.len};
 
-            cache_set(w, slot, h, ck->data, ck->len, sp);
+            cache_set(w, NULL, h, ck->data, ck->len, sp);
             sl_buf_free(&stored);
             return 1;
         }
         sl_buf_free(&stored);
     }
-    cache_set(w, slot, h, ck->data, ck->len, pos);
+    cache_set(w, e, h, ck->data, ck->len, pos);
     return 0;
 }
 
