@@ -121,6 +121,8 @@ typedef struct ksource {
     int idle_exit_ms;
     int64_t last_msg_ms;
     bool regex; /* topics that do not exist yet may appear later */
+    void (*release_hook)(void *arg);
+    void *release_arg;
 } ksource;
 
 static const char *const consumer_defaults[] = {
@@ -227,6 +229,42 @@ static int ks_poll(void *self, sl_msg *msg, int timeout_ms, sl_error *err)
     return 1;
 }
 
+/* Rebalance: before partitions go to another member, let the engine finish
+ * and commit what it read of them, so the new owner starts where we ended. */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    ksource *ks = opaque;
+
+    if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        if (ks->cur) {
+            rd_kafka_message_destroy(ks->cur);
+            ks->cur = NULL;
+        }
+        if (ks->release_hook)
+            ks->release_hook(ks->release_arg);
+    }
+    /* the cooperative protocol moves only some partitions at a time */
+    if (strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
+        rd_kafka_error_t *err = e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                    ? rd_kafka_incremental_assign(rk, parts)
+                                    : rd_kafka_incremental_unassign(rk, parts);
+
+        if (err)
+            rd_kafka_error_destroy(err);
+    } else {
+        rd_kafka_assign(rk, e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? parts : NULL);
+    }
+}
+
+static void ks_set_release_hook(void *self, void (*fn)(void *arg), void *arg)
+{
+    ksource *ks = self;
+
+    ks->release_hook = fn;
+    ks->release_arg = arg;
+}
+
 static bool ks_finite(void *self)
 {
     return false;
@@ -294,6 +332,7 @@ static const sl_input_ops kafka_source_ops = {
     .poll = ks_poll,
     .finite = ks_finite,
     .commit = ks_commit,
+    .set_release_hook = ks_set_release_hook,
     .destroy = ks_destroy,
 };
 
@@ -317,6 +356,8 @@ int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topi
     ks->idle_exit_ms = idle_exit_ms;
     ks->regex = topics[0] == '^';
     ks->last_msg_ms = now_ms();
+    rd_kafka_conf_set_opaque(conf, ks);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (ks->rk == NULL) {
         rd_kafka_conf_destroy(conf);

@@ -41,6 +41,10 @@ typedef struct sl_input_ops {
      * sources whose progress the metadata store keeps (files); Kafka commits
      * the consumer group's offsets. Called from the checkpointing thread. */
     int (*commit)(void *self, const char *input, int64_t done, sl_error *err);
+    /* Optional: `fn(arg)` is called on the polling thread before the source
+     * gives up input streams (a consumer-group rebalance), so the engine can
+     * finish what it holds of them and commit first. */
+    void (*set_release_hook)(void *self, void (*fn)(void *arg), void *arg);
     void (*destroy)(void *self);
 } sl_input_ops;
 
