@@ -138,6 +138,11 @@ static const char *const consumer_defaults[] = {
     "false",
     "client.id",
     "sluice",
+    /* librdkafka prefetches up to 64 MiB per consumer by default; sluice
+     * keeps its own bounded batches, so a smaller prefetch keeps the whole
+     * process well under 200 MB */
+    "queued.max.messages.kbytes",
+    "16384",
     NULL,
 };
 
@@ -434,8 +439,26 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     pthread_mutex_unlock(&ks->fail_mu);
 }
 
-/* Create the topic unless it exists (or was created by us before). */
-static int ensure_topic(ksink *ks, const char *name, sl_error *err)
+/* Errors that retrying cannot fix. */
+static bool permanent(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Create the topic unless it exists (or was created by us before).
+ * Returns 0, 1 to retry later, -1 for good (err filled). */
+static int ensure_topic_once(ksink *ks, const char *name, sl_error *err)
 {
     ktopic *t;
     rd_kafka_NewTopic_t *nt = NULL;
@@ -476,7 +499,7 @@ static int ensure_topic(ksink *ks, const char *name, sl_error *err)
     rd_kafka_CreateTopics(ks->rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, 60000);
     if (ev == NULL) {
-        sl_error_set(err, SL_ERR_IO, "kafka: creating topic %s timed out", name);
+        rc = 1; /* no answer: the broker is away; retry */
         goto out;
     }
     {
@@ -489,6 +512,13 @@ static int ensure_topic(ksink *ks, const char *name, sl_error *err)
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR && n == 1)
             e = rd_kafka_topic_result_error(tr[0]);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            if (!permanent(e)) {
+                /* the cluster is restarting or short of brokers: retry */
+                fprintf(stderr, "sluice: kafka: creating topic %s: %s; retrying\n", name,
+                        rd_kafka_err2str(e));
+                rc = 1;
+                goto out;
+            }
             sl_error_set(err, SL_ERR_IO, "kafka: cannot create topic %s: %s", name,
                          rd_kafka_err2str(e));
             goto out;
@@ -509,6 +539,18 @@ out:
     if (nt)
         rd_kafka_NewTopic_destroy(nt);
     return rc;
+}
+
+static int ensure_topic(ksink *ks, const char *name, sl_error *err)
+{
+    int r;
+
+    while ((r = ensure_topic_once(ks, name, err)) == 1) {
+        struct timespec ts = {1, 0};
+
+        nanosleep(&ts, NULL);
+    }
+    return r;
 }
 
 static int fail_from(ksink *ks, sl_error *err)
@@ -565,14 +607,11 @@ static int kk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
     return 0;
 }
 
+/* Acknowledged by the broker is as safe as Kafka gets: sync changes nothing. */
 static int kk_flush(void *self, bool sync, sl_error *err)
 {
     ksink *ks = self;
 
-    if (!sync) {
-        rd_kafka_poll(ks->rk, 0);
-        return atomic_load(&ks->failed) ? fail_from(ks, err) : 0;
-    }
     rd_kafka_flush(ks->rk, 1000);
     if (atomic_load(&ks->failed))
         return fail_from(ks, err);

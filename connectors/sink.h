@@ -17,10 +17,12 @@
 typedef struct sl_sink_ops {
     const char *name;
     int (*write)(void *self, const sl_record *recs, size_t n, sl_error *err);
-    /* Push everything written so far to the operating system; with sync,
-     * to stable storage (files: fdatasync; Kafka: the broker acknowledged
-     * it). Returns 0 done, 1 not yet (the destination is unreachable for
-     * now: try again later), -1 failed for good (err filled). */
+    /* Make everything written so far safe: against a crash of this process
+     * (files: already, once write() returned; Kafka: the broker acknowledged
+     * it), and with sync also against a crash of the machine (files:
+     * fdatasync). The engine records changes as processed only after this.
+     * Returns 0 done, 1 not yet (the destination is unreachable for now: try
+     * again later), -1 failed for good (err filled). */
     int (*flush)(void *self, bool sync, sl_error *err);
     void (*destroy)(void *self);
 } sl_sink_ops;

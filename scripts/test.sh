@@ -106,6 +106,12 @@ if [ "${SLUICE_SERVICE_TESTS:-0}" = 1 ]; then
   check kafka-services bash tests/services/smoke.sh
   check mongo-services bash tests/services/mongo-smoke.sh
 fi
+# sluice against a real Kafka 3.9 broker (tests/kafka/: end to end with two
+# processes in one group, kill -9 x6 with 100,000 events, broker restart).
+# About 5 minutes once the jars are fetched: SLUICE_KAFKA_TESTS=1 bash scripts/test.sh
+if [ "${SLUICE_KAFKA_TESTS:-0}" = 1 ]; then
+  check kafka bash tests/kafka/run.sh
+fi
 
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]}"

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The broker goes away in the middle of the stream: the first half of every
+# partition of 100,000 benchmark events is in Kafka when sluice starts; about
+# a second after sluice owns its partitions the broker is stopped
+# (kafka.sh stop), stays down 10 s, and is started again (same name: same
+# port, same data). sluice must still be running (librdkafka retries), take
+# the second half, produced after the restart, and end with --idle-exit
+# (longer than the outage, which counts as idle). Every record of a
+# file-mode run over the whole input must then be in Kafka at least once,
+# nothing else, and the duplicates must stay under one disruption's bound:
+#   4 batches in flight per worker x workers x batch x 3 destinations.
+#
+# KT_RESTART_EVENTS (100000) sets the input size.
+set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+kt_init 0003-restart
+
+EVENTS=${KT_RESTART_EVENTS:-100000}
+PARTS=3
+GROUP=sluice-restart
+THREADS=2
+BATCH=256
+IDLE=40 # > stop (up to 5 s) + 10 s down + start (10-16 s) + producing
+DOWN=10
+W=$KT_WORK
+
+kt_broker_start || kt_finish
+
+if ! IN=$(kt_bench "$EVENTS"); then
+  kt_check input 0 "generate.py failed"
+  kt_finish
+fi
+if PLAN=$(kt_plan_cached $PARTS "$IN"); then
+  kt_check plan 1 "$(cat "$PLAN/summary.txt")"
+else
+  kt_check plan 0 "kt.py plan failed"
+  kt_finish
+fi
+mapfile -t TOPICS <"$PLAN/topics.txt"
+TLIST=$(IFS=,; echo "${TOPICS[*]}")
+
+out=""
+if kt_create_topics $PARTS "${TOPICS[@]}" && kt_produce "$PLAN" 1 && out=$(kt_produced_ok "$PLAN" 1); then
+  kt_check produce-first-half 1 "$out"
+else
+  kt_check produce-first-half 0 "${out:-creating topics or kcat failed}"
+  kt_finish
+fi
+
+mkdir -p "$W/a"
+if kt_sluice_file "$W/a/out" "$W/a/store.db" "$PLAN/file-input.jsonl" --threads $THREADS; then
+  kt_check file-mode 1 "written $(kt_stat_sum written "$W/a/out.stats")"
+else
+  kt_tail "$W/a/out.log"
+  kt_check file-mode 0 "sluice run --input failed"
+  kt_finish
+fi
+
+if ! kt_kafka_mode_ok; then
+  kt_check kafka-mode 0 "sluice does not run in Kafka mode yet ($KT_PROBE_DETAIL)"
+  kt_finish
+fi
+
+kt_sluice_kafka_start "$W/run.log" "$GROUP" --topics "$TLIST" --store "sqlite:$W/kafka.db" \
+  --threads $THREADS --batch $BATCH --idle-exit $IDLE --stats "$W/run.stats"
+pid=$KT_LAST_PID
+python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-group "$GROUP" 1 40 >/dev/null 2>&1
+sleep 1
+
+# how far the group got (committed offsets), or "?" while the broker is away
+committed_total() {
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" committed "$GROUP" "${TOPICS[@]}" 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(max(o,0) for p in json.load(sys.stdin).values() for o in p.values()))' 2>/dev/null ||
+    echo "?"
+}
+
+c=$(committed_total)
+t_stop=$SECONDS
+if "$KT_K" stop "$KT_NAME" >/dev/null 2>&1 && ! "$KT_K" status "$KT_NAME" >/dev/null 2>&1; then
+  kt_check broker-stop 1 "stopped in $((SECONDS - t_stop)) s; $c records committed by then"
+else
+  kt_check broker-stop 0 "kafka.sh stop $KT_NAME failed"
+fi
+sleep $DOWN
+if kt_alive "$pid"; then
+  kt_check alive-while-down 1 "sluice still running after ${DOWN} s without a broker"
+else
+  wait "$pid"
+  early_rc=$?
+  kt_check alive-while-down 0 "sluice exited with status $early_rc while the broker was down"
+  kt_tail "$W/run.log" 8
+fi
+
+B_BEFORE=$KT_BOOTSTRAP
+t_start=$SECONDS
+if out=$("$KT_K" start "$KT_NAME" 2>&1) && [ "$(sed -n 's/^bootstrap=//p' <<<"$out")" = "$B_BEFORE" ]; then
+  kt_check broker-restart 1 "same bootstrap $B_BEFORE after $((SECONDS - t_start)) s; down $((SECONDS - t_stop)) s in all"
+else
+  echo "$out" >&2
+  kt_check broker-restart 0 "kafka.sh start $KT_NAME failed or moved"
+  kt_finish
+fi
+
+out=""
+if kt_produce "$PLAN" 2 && out=$(kt_produced_ok "$PLAN" 2); then
+  kt_check produce-second-half 1 "$out"
+else
+  kt_check produce-second-half 0 "${out:-kcat failed}"
+fi
+
+if [ -n "${early_rc:-}" ]; then
+  rc=$early_rc
+else
+  kt_wait_exit "$pid" 600
+  rc=$?
+  [ $rc -eq 0 ] || kt_tail "$W/run.log" 8
+fi
+kt_check run "$([ $rc -eq 0 ] && echo 1 || echo 0)" \
+  "exit status $rc; read $(kt_stat_sum read "$W/run.stats"), written $(
+    kt_stat_sum written "$W/run.stats"), duplicates dropped $(kt_stat_sum duplicates "$W/run.stats")"
+
+if out=$(kt_offsets_committed "$GROUP" "${TOPICS[@]}"); then
+  kt_check offsets-committed 1 "$out"
+else
+  kt_check offsets-committed 0 "$out"
+fi
+
+if kt_consume "$W/got.jsonl" '^sluice\.' 1; then
+  kt_check consume 1 "$(wc -l <"$W/got.jsonl") records"
+else
+  kt_check consume 0 "kcat failed"
+fi
+
+BOUND=$((4 * THREADS * BATCH * 3))
+kt_check_lines < <(python3 "$KT_PY" compare --expected "$W/a/out" --got "$W/got.jsonl" \
+  --mode at-least-once --bound $BOUND --report "$W/compare.txt")
+[ ! -s "$W/compare.txt" ] || { echo "--- differences ($W/compare.txt):" >&2; head -n 20 "$W/compare.txt" >&2; }
+kt_finish

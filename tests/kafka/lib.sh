@@ -1,0 +1,354 @@
+# shellcheck shell=bash
+# Shared harness of sluice's Kafka tests (tests/kafka/NNNN-*.sh): one real
+# Kafka broker per test (scripts/services/kafka.sh, a unique node name, stopped
+# and wiped by a trap even on failure), topics, producing sluice input lines
+# with kcat, running sluice in file and Kafka mode, consuming and comparing.
+#
+# A test sources this file, calls kt_init NAME, reports with kt_check and ends
+# with kt_finish. Check lines: "ok   NAME detail (Ns)" / "FAIL NAME detail (Ns)".
+#
+# Environment: SLUICE_BINARY (default build/sluice), KT_KEEP=1 keeps the
+# broker's data and the work directory (.cache/kafka-tests/NAME) for a look
+# after the run.
+
+KT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+KT_DIR="$KT_ROOT/tests/kafka"
+KT_K="$KT_ROOT/scripts/services/kafka.sh"
+KT_PY="$KT_DIR/kt.py"
+KT_PROTO="$KT_DIR/kproto.py"
+KT_RULES="$KT_ROOT/examples/retail/retail.rules"
+SLUICE="${SLUICE_BINARY:-$KT_ROOT/build/sluice}"
+
+kt_passed=0
+kt_failed=0
+KT_PIDS=()      # sluice processes this test started
+KT_NAME=""      # the broker node
+KT_BOOTSTRAP=""
+
+kt_init() {
+  KT_TEST=$1
+  KT_NAME="kt-$1-$$"
+  KT_WORK="$KT_ROOT/.cache/kafka-tests/$1"
+  KT_T0=$SECONDS
+  KT_STEP=$SECONDS
+  rm -rf "$KT_WORK"
+  mkdir -p "$KT_WORK"
+  # nodes of earlier runs of this test that died without their trap
+  local d
+  for d in "$KT_ROOT/.cache/kafka/run/kt-$1-"*; do
+    [ -d "$d" ] || continue
+    "$KT_K" stop "${d##*/}" >/dev/null 2>&1 || true
+    "$KT_K" clean "${d##*/}" >/dev/null 2>&1 || true
+  done
+  trap kt_cleanup EXIT
+  trap 'exit 130' INT TERM
+  command -v kcat >/dev/null || { kt_check prerequisites 0 "kcat not found"; kt_finish; }
+  [ -x "$SLUICE" ] || { kt_check prerequisites 0 "no sluice binary at $SLUICE"; kt_finish; }
+}
+
+kt_cleanup() {
+  local pid live=()
+  # only our sluice children that still run (a pid may have been reused)
+  for pid in "${KT_PIDS[@]}"; do
+    kt_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q sluice &&
+      live+=("$pid")
+  done
+  for pid in "${live[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${live[@]}"; do
+    kt_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ -n "$KT_NAME" ]; then
+    "$KT_K" stop "$KT_NAME" >/dev/null 2>&1 || true
+    [ "${KT_KEEP:-0}" = 1 ] || "$KT_K" clean "$KT_NAME" >/dev/null 2>&1 || true
+  fi
+  [ "${KT_KEEP:-0}" = 1 ] || rm -rf "$KT_WORK"
+}
+
+kt_check() {
+  local name=$1 ok=$2 detail=$3 dt=$((SECONDS - KT_STEP))
+  KT_STEP=$SECONDS
+  if [ "$ok" = 1 ]; then
+    kt_passed=$((kt_passed + 1))
+    printf 'ok   %-28s %s (%ds)\n' "$name" "$detail" "$dt"
+  else
+    kt_failed=$((kt_failed + 1))
+    printf 'FAIL %-28s %s (%ds)\n' "$name" "$detail" "$dt"
+  fi
+}
+
+# "ok|FAIL<TAB>name<TAB>detail" lines (kt.py compare) -> kt_check
+kt_check_lines() {
+  local st name detail
+  while IFS=$'\t' read -r st name detail; do
+    kt_check "$name" "$([ "$st" = ok ] && echo 1 || echo 0)" "$detail"
+  done
+}
+
+kt_finish() {
+  echo "$KT_TEST: $kt_passed passed, $kt_failed failed in $((SECONDS - KT_T0))s"
+  [ "$kt_failed" -eq 0 ] && [ "$kt_passed" -gt 0 ]
+  exit $?
+}
+
+kt_tail() {
+  echo "--- last lines of $1" >&2
+  tail -n "${2:-20}" "$1" >&2
+}
+
+# ---------------------------------------------------------------- processes
+
+kt_alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
+
+# wait up to $2 seconds for pid $1 to be gone
+kt_wait_gone() {
+  local deadline=$((SECONDS + $2))
+  while kt_alive "$1"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}
+
+# kt_wait_exit PID SECONDS: the exit status of our child PID; 124 when it was
+# still running after SECONDS (it is then stopped with SIGTERM, then SIGKILL).
+kt_wait_exit() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kt_alive "$pid"; do
+    if [ $SECONDS -ge $deadline ]; then
+      kill -TERM "$pid" 2>/dev/null
+      kt_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+      return 124
+    fi
+    sleep 0.2
+  done
+  wait "$pid"
+}
+
+# ---------------------------------------------------------------- broker
+
+kt_broker_start() {
+  local out
+  if out=$("$KT_K" start "$KT_NAME" 2>&1) && KT_BOOTSTRAP=$(sed -n 's/^bootstrap=//p' <<<"$out") &&
+    [ -n "$KT_BOOTSTRAP" ]; then
+    kt_check broker 1 "$KT_NAME at $KT_BOOTSTRAP"
+    return 0
+  fi
+  echo "$out" >&2
+  kt_check broker 0 "kafka.sh start $KT_NAME failed"
+  return 1
+}
+
+kt_create_topics() {
+  local n=$1
+  shift
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" create-topics "$n" "$@"
+}
+
+# ---------------------------------------------------------------- data
+
+# kt_plan PARTITIONS DIR INPUT...: what to produce (see kt.py plan)
+kt_plan() {
+  local n=$1 dir=$2
+  shift 2
+  python3 "$KT_PY" plan --partitions "$n" --out "$dir" "$@"
+}
+
+# kt_plan_cached PARTITIONS FILE: like kt_plan, into a directory under
+# .cache/kafka-tests/inputs that is kept while FILE, kt.py and PARTITIONS stay
+# the same (planning 100,000 lines takes about 10 s); prints the directory.
+kt_plan_cached() {
+  local n=$1 f=$2 key dir
+  key=$(cat "$KT_PY" - <<<"$n $(stat -c '%n %s %Y' "$f")" | sha1sum | cut -c1-12)
+  dir="$KT_ROOT/.cache/kafka-tests/inputs/plan-$key"
+  if [ ! -s "$dir/produce.tsv" ]; then
+    rm -rf "$dir" "$dir.tmp"
+    kt_plan "$n" "$dir.tmp" "$f" >/dev/null && mv "$dir.tmp" "$dir" || return 1
+    # the tsv names the partition files: point them at the final directory
+    sed -i "s#$dir.tmp/#$dir/#" "$dir/produce.tsv"
+  fi
+  echo "$dir"
+}
+
+# kt_produce PLANDIR [HALF]: send the plan's records with kcat, one process
+# per partition (so each partition gets its records in input order), four
+# at a time; idempotent producer, so a retry cannot reorder or repeat.
+# HALF=1 or 2 sends only the first or second half of every partition
+# (kt_plan_offsets tells where each half starts).
+kt_produce() {
+  local dir=$1 half=${2:-0}
+  awk -F'\t' -v half="$half" 'BEGIN { OFS = "\t" } {
+      n = $4; h = int(n / 2)
+      if (half == 1) { from = 1; cnt = h }
+      else if (half == 2) { from = h + 1; cnt = n - h }
+      else { from = 1; cnt = n }
+      if (cnt > 0) print $1, $2, $3, from, cnt
+    }' "$dir/produce.tsv" >"$KT_WORK/produce.$half.todo"
+  # shellcheck disable=SC2016
+  xargs -P 4 -n 1 -d '\n' sh -c '
+      IFS=$(printf "\t") read -r t p f from cnt <<EOF
+$2
+EOF
+      tail -n +"$from" "$f" | head -n "$cnt" |
+        kcat -P -b "$0" -t "$t" -p "$p" -K "$(printf "\037")" -Z -q \
+          -X enable.idempotence=true -X message.timeout.ms=60000 2>>"$1" ||
+        { echo "kcat failed for $t [$p] (see $1)" >&2; exit 255; }
+    ' "$KT_BOOTSTRAP" "$KT_WORK/kcat.log" <"$KT_WORK/produce.$half.todo"
+}
+
+# kt_produced_ok PLANDIR [HALF]: end offsets equal what the plan sent
+# (topics are fresh, so offsets start at 0). Prints a summary.
+kt_produced_ok() {
+  local dir=$1 half=${2:-0}
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" end-offsets $(cat "$dir/topics.txt") >"$KT_WORK/ends.json" ||
+    return 1
+  python3 - "$dir/produce.tsv" "$KT_WORK/ends.json" "$half" <<'EOF'
+import json, sys
+ends = json.load(open(sys.argv[2]))
+half = int(sys.argv[3])
+bad, total = [], 0
+for line in open(sys.argv[1]):
+    t, p, _f, n = line.rstrip("\n").split("\t")
+    n = int(n)
+    want = n // 2 if half == 1 else n
+    total += want
+    got = ends.get(t, {}).get(p)
+    if got != want:
+        bad.append("%s[%s] %s of %d" % (t, p, got, want))
+print("%d records in %d partitions%s" % (total, sum(len(v) for v in ends.values()),
+      "; wrong: " + ", ".join(bad[:5]) if bad else ""))
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# kt_consume OUT REGEX [IDLE]: every record of the topics matching REGEX, as
+# JSONL (topic, partition, offset, key, value, headers), once their end
+# offsets did not move for IDLE seconds (default 2; at most 120 s of waiting).
+kt_consume() {
+  local out=$1 rx=$2 idle=${3:-2} prev="" cur topics since=$SECONDS deadline=$((SECONDS + 120))
+  while :; do
+    topics=$(python3 "$KT_PROTO" "$KT_BOOTSTRAP" topics "$rx") || return 1
+    # shellcheck disable=SC2086
+    cur="$topics $( [ -z "$topics" ] || python3 "$KT_PROTO" "$KT_BOOTSTRAP" end-offsets $topics)"
+    if [ "$cur" != "$prev" ]; then
+      prev=$cur
+      since=$SECONDS
+    elif [ $((SECONDS - since)) -ge "$idle" ] || [ $SECONDS -ge $deadline ]; then
+      break
+    fi
+    sleep 0.5
+  done
+  local tmp
+  tmp=$(mktemp -d "$KT_WORK/consume.XXXXXX")
+  # shellcheck disable=SC2016
+  printf '%s\n' $topics | xargs -P 4 -I{} sh -c \
+    'kcat -C -b "$0" -t "$1" -o beginning -e -J -q >"$2/$1.json" || exit 255' \
+    "$KT_BOOTSTRAP" {} "$tmp" || return 1
+  cat "$tmp"/*.json 2>/dev/null | python3 "$KT_PY" norm >"$out"
+  rm -rf "$tmp"
+}
+
+# ---------------------------------------------------------------- sluice
+
+# kt_sluice_file OUTDIR STORE INPUT [ARGS...]: a file-mode run; stats in OUTDIR.stats
+kt_sluice_file() {
+  local out=$1 store=$2 input=$3
+  shift 3
+  "$SLUICE" run --input "$input" --output "$out" --store "sqlite:$store" --quiet \
+    --stats "$out.stats" "$@" "$KT_RULES" 2>"$out.log"
+}
+
+# the Kafka settings every Kafka-mode run gets: a restarted or crashed
+# member leaves the group within 6 s (librdkafka's default is 45 s), and
+# reconnects after a broker restart are tried at least every second.
+KT_KAFKA_SETTINGS=(
+  --set kafka.auto.offset.reset=earliest
+  --set kafka.session.timeout.ms=6000
+  --set kafka.heartbeat.interval.ms=1500
+  --set kafka.reconnect.backoff.max.ms=1000
+)
+
+# kt_sluice_kafka_start LOG GROUP ARGS...: a Kafka-mode run in the background;
+# its pid in KT_LAST_PID (and in KT_PIDS for the trap).
+kt_sluice_kafka_start() {
+  local log=$1 group=$2
+  shift 2
+  "$SLUICE" run --set "kafka.bootstrap.servers=$KT_BOOTSTRAP" --set "kafka.group.id=$group" \
+    "${KT_KAFKA_SETTINGS[@]}" --quiet "$@" "$KT_RULES" >"$log" 2>&1 &
+  KT_LAST_PID=$!
+  KT_PIDS+=("$KT_LAST_PID")
+}
+
+# Does this sluice take Kafka options? Runs it against an empty topic with
+# --idle-exit 2 and --output (nothing is produced); exit 0 expected.
+kt_kafka_mode_ok() {
+  local log="$KT_WORK/probe.log" rc
+  kt_create_topics 1 kt-probe >/dev/null || return 1
+  kt_sluice_kafka_start "$log" kt-probe --topics kt-probe --idle-exit 2 --store none \
+    --output "$KT_WORK/probe.out"
+  kt_wait_exit "$KT_LAST_PID" 60
+  rc=$?
+  KT_PROBE_DETAIL="exit $rc: $(grep -v '^\s*$' "$log" | head -n 2 | cut -c1-160 | tr '\n' ' ')"
+  [ $rc -eq 0 ]
+}
+
+# sum of a counter over --stats files
+kt_stat_sum() {
+  local key=$1
+  shift
+  python3 - "$key" "$@" <<'EOF'
+import json, sys
+t = 0
+for f in sys.argv[2:]:
+    try:
+        t += json.load(open(f)).get(sys.argv[1], 0)
+    except (OSError, ValueError):
+        pass
+print(t)
+EOF
+}
+
+# kt_offsets_committed GROUP TOPIC...: the group's committed offsets equal
+# the end offsets of every partition (everything read was committed)
+kt_offsets_committed() {
+  local group=$1
+  shift
+  python3 - "$KT_PROTO" "$KT_BOOTSTRAP" "$group" "$@" <<'EOF'
+import json, subprocess, sys
+proto, bs, group, topics = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+run = lambda *a: json.loads(subprocess.check_output(["python3", proto, bs] + list(a)))
+ends = run("end-offsets", *topics)
+com = run("committed", group, *topics)
+behind, total, done = [], 0, 0
+for t, parts in ends.items():
+    for p, end in parts.items():
+        c = com.get(t, {}).get(p, -1)
+        total += end
+        done += min(max(c, 0), end)
+        if end > 0 and c != end:
+            behind.append("%s[%s] %d of %d" % (t, p, c, end))
+print("%d of %d input records committed by group %s%s" % (
+    done, total, group, "; behind: " + ", ".join(behind[:4]) if behind else ""))
+sys.exit(1 if behind or total == 0 else 0)
+EOF
+}
+
+# a cached input file: kt_bench EVENTS -> path (examples/retail/generate.py
+# --bench; regenerated when generate.py changes)
+kt_bench() {
+  local n=$1 dir="$KT_ROOT/.cache/kafka-tests/inputs" sum f
+  mkdir -p "$dir"
+  sum=$(sha1sum "$KT_ROOT/examples/retail/generate.py" | cut -c1-12)
+  f="$dir/bench-$n-$sum.jsonl"
+  if [ ! -s "$f" ]; then
+    rm -f "$dir"/bench-"$n"-*.jsonl
+    python3 "$KT_ROOT/examples/retail/generate.py" --bench --events "$n" --quiet \
+      --single "$f.tmp" && mv "$f.tmp" "$f" || return 1
+  fi
+  echo "$f"
+}

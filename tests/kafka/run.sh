@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# sluice against a real Kafka broker: fetches the Kafka jars once
+# (scripts/services/kafka.sh fetch), then runs tests/kafka/NNNN-*.sh in order,
+# each with its own broker. Prints one line per check ("ok   NAME detail (Ns)"
+# or "FAIL NAME detail (Ns)"), then "N passed, N failed"; exits non-zero when
+# a check failed. Leaves nothing running.
+#
+#   tests/kafka/run.sh              every test
+#   tests/kafka/run.sh 0001 0003    the tests whose names start so
+#
+# Needs java, mvn (first fetch only), kcat, python3 and a built sluice
+# (SLUICE_BINARY, default build/sluice). KT_KEEP=1 keeps each test's broker
+# data and work directory (.cache/kafka-tests/NAME).
+set -uo pipefail
+DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$DIR/../.." && pwd)"
+t0=$SECONDS
+passed=0
+failed=0
+
+t=$SECONDS
+if "$ROOT/scripts/services/kafka.sh" fetch; then
+  printf 'ok   %-28s %s (%ds)\n' fetch "Kafka jars in .cache/kafka/libs" $((SECONDS - t))
+  passed=$((passed + 1))
+else
+  printf 'FAIL %-28s %s (%ds)\n' fetch "kafka.sh fetch failed" $((SECONDS - t))
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+for test in "$DIR"/[0-9][0-9][0-9][0-9]-*.sh; do
+  name=${test##*/}
+  if [ $# -gt 0 ]; then
+    want=0
+    for a in "$@"; do
+      case $name in "$a"*) want=1 ;; esac
+    done
+    [ $want = 1 ] || continue
+  fi
+  echo "== $name"
+  out=$(mktemp)
+  bash "$test" | tee "$out"
+  rc=${PIPESTATUS[0]}
+  p=$(grep -c '^ok ' "$out")
+  f=$(grep -c '^FAIL ' "$out")
+  # a test that died without saying why still counts as a failure
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    printf 'FAIL %-28s %s\n' "$name" "exited with status $rc"
+    f=1
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  rm -f "$out"
+done
+
+echo "kafka tests: $((SECONDS - t0))s in all"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
