@@ -275,24 +275,28 @@ static bool ks_finite(void *self)
     return false;
 }
 
-static int ks_commit(void *self, const char *input, int64_t done, sl_error *err)
+/* One commit request for every partition of this checkpoint. */
+static int ks_commit(void *self, const char *const *inputs, const int64_t *done, size_t n,
+                     sl_error *err)
 {
     ksource *ks = self;
-    rd_kafka_topic_partition_list_t *l;
-    rd_kafka_resp_err_t e;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    size_t i;
     kpart *p;
 
     pthread_mutex_lock(&ks->mu);
-    for (p = ks->parts; p; p = p->next)
-        if (strcmp(p->name, input) == 0)
-            break;
+    for (i = 0; i < n; i++) {
+        for (p = ks->parts; p; p = p->next)
+            if (strcmp(p->name, inputs[i]) == 0)
+                break;
+        /* Kafka's committed offset is the next one to read. */
+        if (p)
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = done[i] + 1;
+    }
     pthread_mutex_unlock(&ks->mu);
-    if (p == NULL)
-        return 0;
-    l = rd_kafka_topic_partition_list_new(1);
-    /* Kafka's committed offset is the next one to read. */
-    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = done + 1;
-    e = rd_kafka_commit(ks->rk, l, 0);
+    if (l->cnt)
+        e = rd_kafka_commit(ks->rk, l, 0);
     rd_kafka_topic_partition_list_destroy(l);
     /* A partition taken away by a rebalance cannot be committed here any
      * more: its new owner starts from the last commit and redoes the rest
@@ -305,7 +309,7 @@ static int ks_commit(void *self, const char *input, int64_t done, sl_error *err)
         e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
         e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD)
         return 1; /* try again at the next checkpoint */
-    return sl_error_set(err, SL_ERR_IO, "kafka: commit %s at %lld: %s", input, (long long)done + 1,
+    return sl_error_set(err, SL_ERR_IO, "kafka: committing offsets of %zu partitions: %s", n,
                         rd_kafka_err2str(e));
 }
 

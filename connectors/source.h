@@ -36,11 +36,13 @@ typedef struct sl_input_ops {
     int (*poll)(void *self, sl_msg *msg, int timeout_ms, sl_error *err);
     /* True when the source ends (files), false for endless streams. */
     bool (*finite)(void *self);
-    /* Record that every message of input stream `input` up to and including
-     * position `done` is processed and its outputs acknowledged. NULL for
-     * sources whose progress the metadata store keeps (files); Kafka commits
-     * the consumer group's offsets. Called from the checkpointing thread. */
-    int (*commit)(void *self, const char *input, int64_t done, sl_error *err);
+    /* Record that every message of input stream inputs[i] up to and
+     * including position done[i] is processed and its outputs acknowledged,
+     * for i < n, in one go. NULL for sources whose progress the metadata
+     * store keeps (files); Kafka commits the consumer group's offsets.
+     * Called from the checkpointing thread. 0, 1 (not now: try later), -1. */
+    int (*commit)(void *self, const char *const *inputs, const int64_t *done, size_t n,
+                  sl_error *err);
     /* Optional: `fn(arg)` is called on the polling thread before the source
      * gives up input streams (a consumer-group rebalance), so the engine can
      * finish what it holds of them and commit first. */

@@ -644,20 +644,38 @@ static int checkpoint_locked(engine *e, sl_error *err)
         rc = r < 0 ? -1 : 0;
         goto out;
     }
-    for (i = 0; i < nupd; i++) {
-        if (e->src->ops->commit)
-            r = e->src->ops->commit(e->src->self, upd[i].name, upd[i].done, err);
-        else
-            r = e->store->ops->input_put(e->ck_sess, upd[i].name, upd[i].fp, upd[i].done, err);
+    if (e->src->ops->commit) {
+        const char **names = sl_xmalloc(nupd * sizeof(*names));
+        int64_t *done = sl_xmalloc(nupd * sizeof(*done));
+
+        for (i = 0; i < nupd; i++) {
+            names[i] = upd[i].name;
+            done[i] = upd[i].done;
+        }
+        r = e->src->ops->commit(e->src->self, names, done, nupd, err);
+        free(names);
+        free(done);
         if (r < 0) {
             rc = -1;
             goto out;
         }
         if (r == 0) {
             pthread_mutex_lock(&e->mu);
-            upd[i].in->committed = upd[i].done;
+            for (i = 0; i < nupd; i++)
+                upd[i].in->committed = upd[i].done;
             pthread_mutex_unlock(&e->mu);
         }
+        goto out;
+    }
+    for (i = 0; i < nupd; i++) {
+        r = e->store->ops->input_put(e->ck_sess, upd[i].name, upd[i].fp, upd[i].done, err);
+        if (r < 0) {
+            rc = -1;
+            goto out;
+        }
+        pthread_mutex_lock(&e->mu);
+        upd[i].in->committed = upd[i].done;
+        pthread_mutex_unlock(&e->mu);
     }
 out:
     for (i = 0; i < nupd; i++)
