@@ -322,6 +322,7 @@ static void ks_destroy(void *self)
         return;
     if (ks->cur)
         rd_kafka_message_destroy(ks->cur);
+    ks->cur = NULL; /* closing may run the rebalance callback, which looks at it */
     if (ks->rk) {
         rd_kafka_consumer_close(ks->rk);
         rd_kafka_destroy(ks->rk);

@@ -6,6 +6,7 @@
  * that answers slowly. Whatever happens, every change must come out, in
  * order per key.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -198,10 +199,58 @@ static void test_faults(void **state)
     rd_kafka_destroy(owner);
 }
 
+/* SIGTERM while messages are still flowing: sluice drains, commits and
+ * exits 0 (closing the consumer runs its rebalance callback once more; under
+ * ASan this also watches that shutdown path). */
+static void test_sigterm_while_flowing(void **state)
+{
+    const char *bin = getenv("SLUICE_BINARY");
+    rd_kafka_t *owner = new_client(RD_KAFKA_PRODUCER, NULL, NULL);
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(owner);
+    const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
+    char rules_path[] = "/tmp/sluice-mock-XXXXXX";
+    rd_kafka_t *p;
+    pid_t pid;
+    int st, fd, b;
+
+    (void)state;
+    assert_int_equal(rd_kafka_mock_topic_create(mc, "central.public.items", 3, 1), 0);
+    assert_int_equal(rd_kafka_mock_topic_create(mc, "sluice.store_01.public.items", 3, 1), 0);
+    p = new_client(RD_KAFKA_PRODUCER, bs, NULL);
+    produce_input(p);
+    rd_kafka_destroy(p);
+    /* slow brokers: the input is still arriving when the signal comes */
+    for (b = 1; b <= 3; b++)
+        rd_kafka_mock_broker_set_rtt(mc, b, 150);
+    fd = mkstemp(rules_path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, rules, strlen(rules)), (ssize_t)strlen(rules));
+    close(fd);
+    pid = fork();
+    if (pid == 0) {
+        char bsopt[512];
+
+        snprintf(bsopt, sizeof(bsopt), "kafka.bootstrap.servers=%s", bs);
+        execl(bin, bin, "run", "--quiet", "--store", "none", "--set", bsopt, "--set",
+              "kafka.max.partition.fetch.bytes=4000", "--topics", "central.public.items",
+              rules_path, (char *)NULL);
+        _exit(127);
+    }
+    sleep_ms(2500);
+    kill(pid, SIGTERM);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("sluice did not exit cleanly on SIGTERM: %s %d", WIFEXITED(st) ? "exit" : "signal",
+                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    unlink(rules_path);
+    rd_kafka_destroy(owner);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_sigterm_while_flowing),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
