@@ -9,8 +9,11 @@
  * its deliveries first-in first-out. So one row's changes are decoded
  * anywhere but processed by one thread in input order.
  *
- * A batch goes back to the pool when the last of its items has been through
- * stage B; the pool has a fixed size, which bounds memory.
+ * A store-writer thread records the processed positions of every worker,
+ * once the sink has made their outputs safe. A batch goes back to the pool
+ * when the last of its items has been through stage B and, with a store,
+ * recorded; the pool has a fixed size, which bounds memory. A Kafka message
+ * is turned into a record line by the reader and goes the same way.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>

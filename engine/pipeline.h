@@ -10,8 +10,10 @@
  *   - N worker threads decode whole batches in parallel (stage A), deliver
  *     each decoded item, in batch order, to the worker that owns
  *     hash(table, key), and process their deliveries in order (stage B):
- *     write the outputs to the sink, then record what they processed in
- *     their own store session.
+ *     write the outputs to the sink, then hand the processed positions to
+ *   - one store-writer thread (not with the "none" store), which records
+ *     them, many deliveries per transaction, once the sink has made those
+ *     outputs safe (written, or acknowledged by the broker).
  * Batches come from a fixed pool: when every batch is in use the reader
  * waits, so memory stays flat whatever the input size.
  */
