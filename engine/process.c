@@ -504,8 +504,6 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
 {
     out_desc *o = new_out(w);
     const sl_program *p = it->prog;
-    char where[64];
-    int n;
     bool key_b64 = false, val_b64 = false;
 
     it->verdict = SL_VERDICT_DEAD;
@@ -547,8 +545,7 @@ static void dead_letter(sl_proc *w, sl_item *it, const sl_error *why)
                 strlen(p->sites[it->origin].name));
     if (it->qname.len)
         add_hdr(w, o, "sluice.table", it->qname.data, it->qname.len);
-    n = snprintf(where, sizeof(where), "%s", p->version);
-    add_hdr(w, o, "sluice.rules", where, (size_t)n);
+    add_hdr(w, o, "sluice.rules", p->version, strlen(p->version));
     topic_count(w, p->dead_letter_topic, strlen(p->dead_letter_topic));
     count(&w->c.dead);
 }
