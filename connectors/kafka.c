@@ -181,7 +181,10 @@ static int ks_poll(void *self, sl_msg *msg, int timeout_ms, sl_error *err)
     }
     m = rd_kafka_consumer_poll(ks->rk, timeout_ms);
     if (m == NULL) {
-        if (ks->idle_exit_ms > 0 && now_ms() - ks->last_msg_ms >= ks->idle_exit_ms)
+        /* idle is counted from the group's first assignment (joining a
+         * busy group can take longer than the idle time) or the last message */
+        if (ks->idle_exit_ms > 0 && ks->last_msg_ms > 0 &&
+            now_ms() - ks->last_msg_ms >= ks->idle_exit_ms)
             return 0;
         return 2;
     }
@@ -241,6 +244,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
 {
     ksource *ks = opaque;
 
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && ks->last_msg_ms == 0)
+        ks->last_msg_ms = now_ms();
     if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         if (ks->cur) {
             rd_kafka_message_destroy(ks->cur);
@@ -365,7 +370,7 @@ int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topi
     pthread_mutex_init(&ks->mu, NULL);
     ks->idle_exit_ms = idle_exit_ms;
     ks->regex = topics[0] == '^';
-    ks->last_msg_ms = now_ms();
+    ks->last_msg_ms = 0; /* set by the first assignment */
     rd_kafka_conf_set_opaque(conf, ks);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));

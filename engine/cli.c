@@ -400,6 +400,16 @@ static int cmd_run(int argc, char **argv)
 
     sl_error_clear(&err);
     memset(&rep, 0, sizeof(rep));
+    /* Signals first: a stop or reload that arrives while sluice is still
+     * compiling or connecting must not kill it. */
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     /* config files first, so that flags override them wherever they stand */
     for (i = 0; i < argc; i++)
         if ((v = opt_value(argc, argv, &i, "--config")) != NULL) {
@@ -494,14 +504,6 @@ static int cmd_run(int argc, char **argv)
         rc = err.code == SL_ERR_USAGE ? 2 : 1;
         goto out;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     opts.progress = progress && !quiet;
     opts.stop = &stop_requested;
     rctx.files = files;
