@@ -6,6 +6,10 @@
 #include "store.h"
 
 int sl_sqlite_store_open(sl_store *out, const char *path, sl_error *err);
+int sl_mongo_store_open(sl_store *out, const char *uri, sl_error *err);
+
+/* The "none" store remembers nothing: every row is unknown, every query
+ * is empty, every write is accepted and forgotten. */
 
 static void *none_open(void *self, sl_error *err)
 {
@@ -16,12 +20,32 @@ static void none_close(void *sess)
 {
 }
 
-static int none_get(void *sess, sl_str origin, sl_str table, sl_str key, sl_buf *pos, sl_error *err)
+static int none_row_get(void *sess, sl_str table, sl_str key, sl_buf *doc, sl_error *err)
 {
     return 0;
 }
 
-static int none_put(void *sess, const sl_seen *rows, size_t n, sl_error *err)
+static int none_put(void *sess, const sl_seen *rows, size_t n, const sl_conflict_rec *conflicts,
+                    size_t nconflicts, sl_error *err)
+{
+    return 0;
+}
+
+static int none_conflicts_each(void *sess, const sl_conflict_filter *f, size_t limit,
+                               int (*fn)(void *arg, const sl_conflict_rec *c), void *arg,
+                               sl_error *err)
+{
+    return 0;
+}
+
+static int none_decide(void *sess, sl_str id, sl_str status, sl_str result, sl_error *err)
+{
+    return 0;
+}
+
+static int none_rows_each(void *sess, const char *table,
+                          int (*fn)(void *arg, sl_str table, sl_str key, sl_str doc), void *arg,
+                          sl_error *err)
 {
     return 0;
 }
@@ -45,6 +69,11 @@ static int none_each(void *sess,
     return 0;
 }
 
+static uint64_t none_round_trips(void *sess)
+{
+    return 0;
+}
+
 static void none_destroy(void *self)
 {
 }
@@ -53,11 +82,15 @@ static const sl_store_ops none_ops = {
     .scheme = "none",
     .session_open = none_open,
     .session_close = none_close,
-    .seen_get = none_get,
+    .row_get = none_row_get,
     .seen_put = none_put,
+    .conflicts_each = none_conflicts_each,
+    .conflict_decide = none_decide,
+    .rows_each = none_rows_each,
     .input_get = none_input_get,
     .input_put = none_input_put,
     .progress_each = none_each,
+    .round_trips = none_round_trips,
     .destroy = none_destroy,
 };
 
@@ -74,12 +107,9 @@ int sl_store_open(sl_store *st, const char *uri, sl_error *err)
     if (strncmp(uri, "sqlite:", 7) == 0)
         return sl_sqlite_store_open(st, uri + 7 + (strncmp(uri + 7, "//", 2) == 0 ? 2 : 0), err);
     if (strncmp(uri, "mongodb://", 10) == 0 || strncmp(uri, "mongodb+srv://", 14) == 0)
-        return sl_error_set(err, SL_ERR_USAGE,
-                            "store %s: the MongoDB store is not part of this build yet; "
-                            "use sqlite:PATH",
-                            uri);
+        return sl_mongo_store_open(st, uri, err);
     return sl_error_set(err, SL_ERR_USAGE,
-                        "unknown store '%s': expected sqlite:PATH or none (for example "
-                        "--store sqlite:sluice.db)",
+                        "unknown store '%s': expected sqlite:PATH, mongodb://HOST[:PORT][/DB] "
+                        "or none (for example --store sqlite:sluice.db)",
                         uri);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../connectors/kafka.h"
@@ -14,6 +15,7 @@
 #include "../connectors/source.h"
 #include "../connectors/store.h"
 #include "cli.h"
+#include "json.h"
 #include "pipeline.h"
 #include "process.h"
 
@@ -29,6 +31,9 @@ static const char usage_text[] =
     "  test [--input PATH|-] [--records] FILE.rules...\n"
     "                                 what the rules decide for each event; writes nothing\n"
     "  status [--store URI]           show what the metadata store has processed\n"
+    "  conflicts [--store URI] [--table T] [--key K] [--site S] [--status open|resolved|operator]\n"
+    "            [--limit N] [--json]  list recorded conflicts, newest first\n"
+    "  conflicts decide ID [--store URI] [--result ROW]  mark a conflict decided by an operator\n"
     "  version                        print the version\n"
     "  help                           this text\n"
     "\n"
@@ -47,6 +52,8 @@ static const char usage_text[] =
     "                     input is Kafka (unless --input) and so is the output (unless --output)\n"
     "  --topics A,B|^RE   the topics to consume (Kafka input)\n"
     "  --idle-exit SECS   stop after no message arrived for SECS seconds (Kafka input)\n"
+    "  --tombstone-retention DURATION\n"
+    "                     how long a deleted row still catches late changes (default 7d)\n"
     "  --config FILE      settings as `key = value` lines (input, output, store, topics,\n"
     "                     threads, batch, stats, idle-exit, kafka.*); flags win\n"
     "\n"
@@ -194,7 +201,18 @@ static void print_summary(const sl_run_report *r, const sl_program *p, const cha
     LINE("ignored", r->ignored, "`ignore table`");
     LINE("duplicates", r->duplicate, "already processed (same or older source position)");
     LINE("skipped", r->skipped, "transaction markers, schema changes, messages, tombstones");
+    if (r->echo || r->same || r->conflicts || r->kept) {
+        LINE("echoes", r->echo, "a site applying what sluice sent it (acknowledged)");
+        LINE("unchanged", r->same, "a site reporting the content the row already has");
+        LINE("conflicts", r->conflicts, "a site changed a row without having seen its version");
+        LINE("  manual", r->manual, "of them waiting for an operator (sluice conflicts)");
+        LINE("kept", r->kept, "changes that lost: the current version was sent back");
+    }
     LINE("dead letters", r->dead, p->dead_letter_topic);
+    if (r->round_trips)
+        fprintf(stderr, "  %-16s %9llu  requests to the store (%.3f per event)\n", "store requests",
+                (unsigned long long)r->round_trips,
+                r->read ? (double)r->round_trips / (double)r->read : 0.0);
     if (r->resumed)
         LINE("resumed", r->resumed, "input lines finished by an earlier run, not read again");
     if (r->reloads)
@@ -219,13 +237,18 @@ static int write_stats(const char *path, const sl_run_report *r)
             "{\"read\":%llu,\"routed\":%llu,\"written\":%llu,\"filtered\":%llu,"
             "\"unrouted\":%llu,\"ignored\":%llu,\"duplicates\":%llu,\"skipped\":%llu,"
             "\"dead_letters\":%llu,\"resumed\":%llu,\"seconds\":%.3f,\"threads\":%d,"
-            "\"stopped\":%d,\"reloads\":%d,\"topics\":{",
+            "\"stopped\":%d,\"reloads\":%d,\"echoes\":%llu,\"unchanged\":%llu,"
+            "\"conflicts\":%llu,\"manual\":%llu,\"kept\":%llu,\"store_round_trips\":%llu,"
+            "\"topics\":{",
             (unsigned long long)r->read, (unsigned long long)r->routed,
             (unsigned long long)r->written, (unsigned long long)r->filtered,
             (unsigned long long)r->unrouted, (unsigned long long)r->ignored,
             (unsigned long long)r->duplicate, (unsigned long long)r->skipped,
             (unsigned long long)r->dead, (unsigned long long)r->resumed, r->seconds, r->threads,
-            r->stopped ? 1 : 0, r->reloads);
+            r->stopped ? 1 : 0, r->reloads, (unsigned long long)r->echo,
+            (unsigned long long)r->same, (unsigned long long)r->conflicts,
+            (unsigned long long)r->manual, (unsigned long long)r->kept,
+            (unsigned long long)r->round_trips);
     for (i = 0; i < r->ntopics; i++) {
         sl_buf t = SL_BUF_INIT;
 
@@ -267,11 +290,41 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
     return argv[++*i];
 }
 
+/* "7d", "12h", "30m", "90s", "250ms" or plain seconds; more than zero. */
+static int parse_duration_ms(const char *v, int64_t *out)
+{
+    char *end;
+    long long n;
+    int64_t unit = 1000;
+
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno || end == v || n <= 0)
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        unit = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        unit = 1000;
+    else if (strcmp(end, "m") == 0)
+        unit = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600 * 1000;
+    else if (strcmp(end, "d") == 0)
+        unit = 24 * 3600 * 1000;
+    else
+        return -1;
+    if (n > INT64_MAX / unit)
+        return -1;
+    *out = n * unit;
+    return 0;
+}
+
 /* What `sluice run` was asked to do, from --config files and flags. */
 typedef struct run_cfg {
     const char *input, *output, *store_uri, *stats, *topics;
     bool input_set, output_set;
     int threads, batch, idle_exit_s;
+    int64_t tombstone_ms;
     sl_kafka_conf kafka;
     char **owned; /* values read from config files */
     size_t nowned;
@@ -324,12 +377,21 @@ static int apply_setting(run_cfg *c, const char *key, const char *v, const char 
             return 2;
         }
         c->idle_exit_s = n;
+    } else if (strcmp(key, "tombstone-retention") == 0) {
+        if (parse_duration_ms(v, &c->tombstone_ms) != 0) {
+            fprintf(stderr,
+                    "sluice: %s: tombstone-retention wants a duration such as 7d, 12h, 30m or "
+                    "90s, not '%s'\n",
+                    where, v);
+            return 2;
+        }
     } else if (strncmp(key, "kafka.", 6) == 0 && key[6]) {
         sl_kafka_conf_set(&c->kafka, key + 6, v);
     } else {
         fprintf(stderr,
                 "sluice: %s: unknown setting '%s' (settings: input, output, store, stats, "
-                "topics, threads, batch, idle-exit, kafka.<librdkafka property>)\n",
+                "topics, threads, batch, idle-exit, tombstone-retention, kafka.<librdkafka "
+                "property>)\n",
                 where, key);
         return 2;
     }
@@ -425,7 +487,8 @@ static int cmd_run(int argc, char **argv)
         const char *a = argv[i];
         static const char *const valued[] = {"--input",  "--output",    "--store",
                                              "--stats",  "--threads",   "--batch",
-                                             "--topics", "--idle-exit", NULL};
+                                             "--topics", "--idle-exit", "--tombstone-retention",
+                                             NULL};
         size_t k;
 
         for (k = 0; valued[k]; k++)
@@ -506,6 +569,7 @@ static int cmd_run(int argc, char **argv)
     }
     opts.progress = progress && !quiet;
     opts.stop = &stop_requested;
+    opts.tombstone_ms = c.tombstone_ms;
     rctx.files = files;
     rctx.nfiles = nfiles;
     opts.reload_seq = &reload_requests;
@@ -586,6 +650,15 @@ static void print_verdict(const sl_item *it, bool records, sl_proc *w)
         break;
     case SL_VERDICT_DEAD:
         printf("dead letter: %s\n", it->err.msg);
+        break;
+    case SL_VERDICT_ECHO:
+        printf("echo (acknowledges a version sluice sent)\n");
+        break;
+    case SL_VERDICT_SAME:
+        printf("unchanged (the row already has this content)\n");
+        break;
+    case SL_VERDICT_KEPT:
+        printf("conflict lost: the current version stays\n");
         break;
     }
     if (records) {
@@ -682,6 +755,168 @@ static int print_progress(void *arg, const char *origin, const char *partition,
     return 0;
 }
 
+/* ---- sluice conflicts ------------------------------------------------------------ */
+
+typedef struct conf_print {
+    bool json;
+    size_t n;
+} conf_print;
+
+static void json_field(const char *name, sl_str v, bool raw, bool first)
+{
+    sl_buf b = SL_BUF_INIT;
+
+    if (raw && v.len)
+        sl_buf_append(&b, v.p, v.len);
+    else
+        sl_buf_json_str(&b, v.p ? v.p : "", v.len);
+    printf("%s\"%s\":%s", first ? "" : ",", name, b.data);
+    sl_buf_free(&b);
+}
+
+static void when(int64_t ms, char *out, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms <= 0) {
+        snprintf(out, n, "-");
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int print_conflict(void *arg, const sl_conflict_rec *c)
+{
+    conf_print *cp = arg;
+    char det[32], dec[32];
+
+    cp->n++;
+    if (cp->json) {
+        printf("{");
+        json_field("id", c->id, false, true);
+        json_field("table", c->table, false, false);
+        json_field("key", c->key, true, false);
+        json_field("site_incoming", c->site_incoming, false, false);
+        json_field("site_current", c->site_current, false, false);
+        printf(",\"v_current\":%lld,\"v_result\":%lld", (long long)c->v_current,
+               (long long)c->v_result);
+        json_field("base", c->base, true, false);
+        json_field("current", c->current, true, false);
+        json_field("incoming", c->incoming, true, false);
+        json_field("result", c->result, true, false);
+        json_field("rule", c->rule, false, false);
+        json_field("strategy", c->strategy, false, false);
+        json_field("status", c->status, false, false);
+        json_field("reason", c->reason, false, false);
+        json_field("position", c->position, false, false);
+        printf(",\"ts_incoming\":%lld,\"ts_current\":%lld,\"detected_ms\":%lld,"
+               "\"decided_ms\":%lld}\n",
+               (long long)c->ts_incoming, (long long)c->ts_current, (long long)c->detected_ms,
+               (long long)c->decided_ms);
+        return 0;
+    }
+    when(c->detected_ms, det, sizeof(det));
+    when(c->decided_ms, dec, sizeof(dec));
+    printf("%.*s  %-8.*s %.*s %.*s\n", (int)c->id.len, c->id.p, (int)c->status.len, c->status.p,
+           (int)c->table.len, c->table.p, (int)c->key.len, c->key.p);
+    printf("    %.*s (v%lld, ts %lld) vs %.*s (ts %lld): %.*s by %.*s -> v%lld\n",
+           (int)c->site_current.len, c->site_current.p, (long long)c->v_current,
+           (long long)c->ts_current, (int)c->site_incoming.len, c->site_incoming.p,
+           (long long)c->ts_incoming, (int)c->strategy.len, c->strategy.p, (int)c->rule.len,
+           c->rule.p, (long long)c->v_result);
+    printf("    base     %.*s\n    current  %.*s\n    incoming %.*s\n    result   %.*s\n",
+           (int)c->base.len, c->base.p, (int)c->current.len, c->current.p, (int)c->incoming.len,
+           c->incoming.p, (int)c->result.len, c->result.p);
+    if (c->reason.len)
+        printf("    reason   %.*s\n", (int)c->reason.len, c->reason.p);
+    printf("    detected %s  decided %s\n", det, dec);
+    return 0;
+}
+
+static int cmd_conflicts(int argc, char **argv)
+{
+    const char *store_uri = SL_STORE_DEFAULT_URI, *v, *id = NULL, *result = NULL;
+    sl_conflict_filter f = {0};
+    conf_print cp = {0};
+    sl_store store = {0};
+    sl_error err;
+    void *sess = NULL;
+    int i, rc = 1, limit = 0;
+    bool decide = argc > 0 && strcmp(argv[0], "decide") == 0;
+
+    for (i = decide ? 1 : 0; i < argc; i++) {
+        if ((v = opt_value(argc, argv, &i, "--store")) != NULL && *v)
+            store_uri = v;
+        else if (!decide && (v = opt_value(argc, argv, &i, "--table")) != NULL && *v)
+            f.table = v;
+        else if (!decide && (v = opt_value(argc, argv, &i, "--key")) != NULL && *v)
+            f.key = v;
+        else if (!decide && (v = opt_value(argc, argv, &i, "--site")) != NULL && *v)
+            f.site = v;
+        else if (!decide && (v = opt_value(argc, argv, &i, "--status")) != NULL && *v)
+            f.status = v;
+        else if (!decide && (v = opt_value(argc, argv, &i, "--limit")) != NULL && *v) {
+            if (parse_count(v, 1 << 30, &limit) != 0)
+                return usage_error("conflicts: --limit wants a number, not '%s'", v);
+        } else if (!decide && strcmp(argv[i], "--json") == 0)
+            cp.json = true;
+        else if (decide && (v = opt_value(argc, argv, &i, "--result")) != NULL && *v)
+            result = v;
+        else if (decide && id == NULL && argv[i][0] != '-')
+            id = argv[i];
+        else
+            return usage_error("conflicts: unexpected argument '%s'", argv[i]);
+    }
+    if (f.status && strcmp(f.status, SL_CONFLICT_OPEN) && strcmp(f.status, SL_CONFLICT_RESOLVED) &&
+        strcmp(f.status, SL_CONFLICT_OPERATOR))
+        return usage_error("conflicts: --status is open, resolved or operator, not '%s'", f.status);
+    if (decide && id == NULL)
+        return usage_error("%s", "conflicts decide: which conflict? (sluice conflicts decide ID)");
+    if (result) {
+        sl_json j;
+        int bad;
+
+        sl_json_init(&j);
+        bad = sl_json_parse(&j, result, strlen(result), &err) != 0 || j.tok[0].type != SL_J_OBJECT;
+        sl_json_free(&j);
+        if (bad)
+            return usage_error("%s", "conflicts decide: --result must be a JSON object (the row)");
+    }
+    if (sl_store_open(&store, store_uri, &err) != 0 ||
+        (sess = store.ops->session_open(store.self, &err)) == NULL) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        goto out;
+    }
+    if (decide) {
+        sl_str sid = {id, strlen(id)}, st = {SL_CONFLICT_OPERATOR, strlen(SL_CONFLICT_OPERATOR)};
+        sl_str res = {result ? result : "", result ? strlen(result) : 0};
+        int r = store.ops->conflict_decide(sess, sid, st, res, &err);
+
+        if (r < 0)
+            fprintf(stderr, "sluice: %s\n", err.msg);
+        else if (r == 0)
+            fprintf(stderr, "sluice: no conflict %s in %s\n", id, store_uri);
+        else
+            printf("conflict %s: decided by an operator\n", id);
+        rc = r == 1 ? 0 : 1;
+        goto out;
+    }
+    if (store.ops->conflicts_each(sess, &f, (size_t)limit, print_conflict, &cp, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        goto out;
+    }
+    if (!cp.json)
+        fprintf(stderr, "%zu conflict%s\n", cp.n, cp.n == 1 ? "" : "s");
+    rc = 0;
+out:
+    if (sess)
+        store.ops->session_close(sess);
+    sl_store_destroy(&store);
+    return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     const char *store_uri = SL_STORE_DEFAULT_URI, *v;
@@ -734,6 +969,8 @@ int sl_cli_main(int argc, char **argv)
         return cmd_test(argc - 2, argv + 2);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2);
+    if (strcmp(cmd, "conflicts") == 0)
+        return cmd_conflicts(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

@@ -541,8 +541,21 @@ int sl_eval(const sl_expr *e, sl_eval_ctx *c, sl_value *out, sl_error *err)
     case SL_X_FIELD:
         /* A delete has no after image: after.* reads the row's last known
          * image (before), so filters and content routes still see it. */
-        sl_event_column(c->ev, e->sec == SL_SEC_AFTER && c->ev->op == 'd' ? SL_SEC_ROW : e->sec,
-                        e->name, e->name_len, out);
+        if (sl_event_column(c->ev, e->sec == SL_SEC_AFTER && c->ev->op == 'd' ? SL_SEC_ROW : e->sec,
+                            e->name, e->name_len, out) == 0 &&
+            c->ev->op == 'd' && c->last_row &&
+            (e->sec == SL_SEC_AFTER || e->sec == SL_SEC_ROW || e->sec == SL_SEC_BEFORE)) {
+            int t = sl_json_get(c->last_row, 0, e->name, e->name_len);
+
+            if (t >= 0) {
+                sl_buf tmp = SL_BUF_INIT;
+
+                sl_json_value(c->last_row, t, &tmp, out);
+                if (out->type == SL_V_STRING || out->type == SL_V_COMPOUND)
+                    out->u.s.p = sl_pool_strdup(c->arena, out->u.s.p, out->u.s.len);
+                sl_buf_free(&tmp);
+            }
+        }
         return 0;
     case SL_X_NOT:
         if (eval_bool_operand(e->a, c, &a, err) != 0)

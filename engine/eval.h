@@ -31,6 +31,11 @@ typedef struct sl_eval_ctx {
     sl_event *ev;
     sl_str origin; /* the origin site's name */
     sl_pool *arena;
+    /* The row's consolidated image (parsed), or NULL: a delete whose before
+     * lacks a column (PostgreSQL's default replica identity sends only the
+     * key) reads it from here, so filters and content routes still see the
+     * row that is being deleted. */
+    const sl_json *last_row;
 } sl_eval_ctx;
 
 /* Compute e. Returns 0, or -1 with err naming the rule location. */

@@ -131,4 +131,27 @@ void sl_event_write_value(const sl_event *ev, const sl_colsel *sel, sl_buf *out)
 /* Does sel keep column name? (Exposed for tests and for the engine.) */
 bool sl_colsel_keeps(const sl_colsel *sel, const char *name, size_t len);
 
+/* ---- the consolidated view -------------------------------------------------- */
+
+/* The content hash of a deleted row (or a change without a row image). */
+#define SL_EVENT_HASH_DELETED 0x9e3779b97f4a7c15ULL
+
+/* The change's row image (after; nothing for a delete) as canonical compact
+ * JSON object text appended to out: 1, or 0 when there is none. Flattened
+ * records lose their "__" fields. */
+int sl_event_row_image(const sl_event *ev, sl_buf *out);
+/* Content hash of the change's row image restricted to the columns sel
+ * keeps (NULL: all), independent of column order and JSON spacing or
+ * escaping; SL_EVENT_HASH_DELETED when the change has no image. */
+uint64_t sl_event_row_hash(const sl_event *ev, const sl_colsel *sel, sl_buf *scratch);
+/* The same hash for a stored image (parsed into img; NULL: deleted). */
+uint64_t sl_image_hash(const sl_json *img, const sl_colsel *sel, sl_buf *scratch);
+/* Write the output value for one destination carrying another version of
+ * the row than the change itself: the change's shape (envelope, schema,
+ * source, transaction copied), op set to `op`, `after` the image img (parsed
+ * image text) reduced by sel and `before` null; for op 'd', `before` the
+ * image and `after` null. */
+void sl_event_write_version(const sl_event *ev, const sl_colsel *sel, char op, const sl_json *img,
+                            sl_buf *out);
+
 #endif

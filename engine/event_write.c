@@ -381,3 +381,191 @@ out:
     sl_buf_free(&w.tmp);
     return rc;
 }
+
+/* ---- row images and versions (the consolidated view) -------------------------- */
+
+/* The row object of a change: after, or for a delete before (NULL when absent). */
+static int image_tok(const sl_event *ev)
+{
+    if (ev->flattened)
+        return ev->op == 'd' ? -1 : ev->t_after;
+    return ev->has_after ? ev->t_after : -1;
+}
+
+int sl_event_row_image(const sl_event *ev, sl_buf *out)
+{
+    wctx w = {&ev->v, out, SL_BUF_INIT, true, false};
+    int obj = image_tok(ev), k;
+    bool first = true;
+
+    if (obj < 0)
+        return 0;
+    sl_buf_putc(out, '{');
+    for (k = sl_json_first(w.j, obj); k >= 0; k = sl_json_next_member(w.j, k)) {
+        sl_str name = name_of(&w, k);
+
+        if (ev->flattened && is_meta(name))
+            continue;
+        if (!first)
+            sl_buf_putc(out, ',');
+        first = false;
+        put_string(&w, k);
+        sl_buf_putc(out, ':');
+        put_compact(&w, k + 1);
+    }
+    sl_buf_putc(out, '}');
+    sl_buf_free(&w.tmp);
+    return 1;
+}
+
+/* Order-independent: the sum of one hash per kept column over its name and
+ * canonical value, so two sites that list columns differently still agree. */
+static uint64_t row_hash(const sl_json *j, int obj, const sl_colsel *sel, bool flattened,
+                         sl_buf *scratch)
+{
+    wctx w = {j, scratch, SL_BUF_INIT, true, false};
+    uint64_t sum = 0x51ce5a17ULL;
+    int k;
+
+    for (k = sl_json_first(j, obj); k >= 0; k = sl_json_next_member(j, k)) {
+        sl_str name = name_of(&w, k);
+
+        if ((flattened && is_meta(name)) || !sl_colsel_keeps(sel, name.p, name.len))
+            continue;
+        sl_buf_reset(scratch);
+        put_string(&w, k);
+        sl_buf_putc(scratch, ':');
+        put_compact(&w, k + 1);
+        sum += sl_hash64(scratch->data, scratch->len, SL_HASH_SEED) * 0x9e3779b97f4a7c15ULL + 1;
+    }
+    sl_buf_free(&w.tmp);
+    return sum;
+}
+
+uint64_t sl_event_row_hash(const sl_event *ev, const sl_colsel *sel, sl_buf *scratch)
+{
+    int obj = image_tok(ev);
+
+    if (obj < 0)
+        return SL_EVENT_HASH_DELETED;
+    return row_hash(&ev->v, obj, sel, ev->flattened, scratch);
+}
+
+uint64_t sl_image_hash(const sl_json *img, const sl_colsel *sel, sl_buf *scratch)
+{
+    if (img == NULL || img->ntok == 0 || img->tok[0].type != SL_J_OBJECT)
+        return SL_EVENT_HASH_DELETED;
+    return row_hash(img, 0, sel, false, scratch);
+}
+
+/* The payload with op, before and after replaced: before null, after the
+ * image (for a delete: before the image, after null). */
+static void put_payload_version(wctx *w, const sl_event *ev, const sl_colsel *sel, char op,
+                                wctx *iw)
+{
+    const sl_json *j = w->j;
+    int p = ev->t_payload, k;
+    bool first = true, seen_op = false;
+
+    if (ev->flattened) {
+        /* the row itself, then the SMT's fields with __op/__deleted set */
+        bool rfirst = true;
+
+        sl_buf_putc(w->out, '{');
+        if (iw) {
+            for (k = sl_json_first(iw->j, 0); k >= 0; k = sl_json_next_member(iw->j, k)) {
+                sl_str name = name_of(iw, k);
+
+                if (!sl_colsel_keeps(sel, name.p, name.len))
+                    continue;
+                put_member(iw, k, rfirst);
+                rfirst = false;
+            }
+        }
+        for (k = sl_json_first(j, p); k >= 0; k = sl_json_next_member(j, k)) {
+            sl_str name = name_of(w, k);
+
+            if (!is_meta(name))
+                continue;
+            if (!rfirst)
+                sl_buf_putc(w->out, ',');
+            rfirst = false;
+            put_raw(w, k);
+            sl_buf_putc(w->out, ':');
+            if (name.len == 4 && memcmp(name.p, "__op", 4) == 0)
+                sl_buf_printf(w->out, "\"%c\"", op);
+            else if (name.len == 9 && memcmp(name.p, "__deleted", 9) == 0)
+                sl_buf_puts(w->out, op == 'd' ? "\"true\"" : "\"false\"");
+            else
+                put_copy(w, k + 1);
+        }
+        sl_buf_putc(w->out, '}');
+        return;
+    }
+    sl_buf_putc(w->out, '{');
+    for (k = sl_json_first(j, p); k >= 0; k = sl_json_next_member(j, k)) {
+        bool is_before = sl_json_str_eq(j, k, "before", 6);
+        bool is_after = sl_json_str_eq(j, k, "after", 5);
+        bool is_op = sl_json_str_eq(j, k, "op", 2);
+
+        if (!is_before && !is_after && !is_op) {
+            put_member(w, k, first);
+            first = false;
+            continue;
+        }
+        if (!first)
+            sl_buf_putc(w->out, ',');
+        first = false;
+        put_raw(w, k);
+        sl_buf_putc(w->out, ':');
+        if (is_op) {
+            sl_buf_printf(w->out, "\"%c\"", op);
+            seen_op = true;
+        } else if (iw && ((is_after && op != 'd') || (is_before && op == 'd'))) {
+            put_row(iw, 0, sel, false);
+        } else {
+            sl_buf_puts(w->out, "null");
+        }
+    }
+    if (!seen_op)
+        sl_buf_printf(w->out, "%s\"op\":\"%c\"", first ? "" : ",", op);
+    sl_buf_putc(w->out, '}');
+}
+
+void sl_event_write_version(const sl_event *ev, const sl_colsel *sel, char op, const sl_json *img,
+                            sl_buf *out)
+{
+    const sl_json *j = &ev->v;
+    wctx w = {j, out, SL_BUF_INIT, false, true};
+    wctx iw = {img, out, SL_BUF_INIT, false, false};
+    bool has_img = img && img->ntok > 0 && img->tok[0].type == SL_J_OBJECT;
+    int k;
+    bool first = true;
+
+    if (!ev->enveloped) {
+        put_payload_version(&w, ev, sel, op, has_img ? &iw : NULL);
+        goto out;
+    }
+    sl_buf_putc(out, '{');
+    for (k = sl_json_first(j, 0); k >= 0; k = sl_json_next_member(j, k)) {
+        int v = k + 1;
+
+        if (v == ev->t_payload || (v == ev->t_schema && ev->t_schema >= 0)) {
+            if (!first)
+                sl_buf_putc(out, ',');
+            put_raw(&w, k);
+            sl_buf_putc(out, ':');
+            if (v == ev->t_payload)
+                put_payload_version(&w, ev, sel, op, has_img ? &iw : NULL);
+            else
+                put_schema(&w, v, sel, ev->flattened);
+        } else {
+            put_member(&w, k, first);
+        }
+        first = false;
+    }
+    sl_buf_putc(out, '}');
+out:
+    sl_buf_free(&w.tmp);
+    sl_buf_free(&iw.tmp);
+}

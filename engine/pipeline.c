@@ -306,13 +306,14 @@ static void *writer_main(void *arg)
 {
     engine *e = arg;
     sl_seen *rows = NULL;
-    size_t cap = 0;
+    sl_conflict_rec *confs = NULL;
+    size_t cap = 0, ccap = 0;
 
     pthread_setname_np(pthread_self(), "sluice-store");
     pthread_mutex_lock(&e->mu);
     for (;;) {
         to_store *list, *t, *next;
-        size_t n = 0;
+        size_t n = 0, nc = 0;
         sl_error err;
 
         while (e->sq_head == NULL && e->workers_done < e->nworkers)
@@ -332,6 +333,13 @@ static void *writer_main(void *arg)
             if (t->set.n)
                 memcpy(rows + n, t->set.rows, t->set.n * sizeof(*rows));
             n += t->set.n;
+            if (nc + t->set.nconflicts > ccap) {
+                ccap = (nc + t->set.nconflicts) * 2;
+                confs = sl_xrealloc(confs, ccap * sizeof(*confs));
+            }
+            if (t->set.nconflicts)
+                memcpy(confs + nc, t->set.conflicts, t->set.nconflicts * sizeof(*confs));
+            nc += t->set.nconflicts;
         }
         sl_error_clear(&err);
         /* Only what the sink has made safe may be recorded as processed:
@@ -345,7 +353,7 @@ static void *writer_main(void *arg)
                 break;
         }
         if (n && !atomic_load(&e->failed) &&
-            e->store->ops->seen_put(e->wr_sess, rows, n, &err) != 0)
+            e->store->ops->seen_put(e->wr_sess, rows, n, confs, nc, &err) != 0)
             fail(e, &err);
         for (t = list; t; t = next) {
             next = t->next;
@@ -363,6 +371,7 @@ static void *writer_main(void *arg)
     pthread_cond_broadcast(&e->done_cv);
     pthread_mutex_unlock(&e->mu);
     free(rows);
+    free(confs);
     return NULL;
 }
 
@@ -847,9 +856,12 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         w->sess = store->ops->session_open(store->self, err);
         if (w->sess == NULL)
             goto out;
-        /* the "none" store remembers nothing: no duplicate detection */
+        /* the "none" store remembers nothing: no duplicate detection, no
+         * consolidated view */
         w->proc = sl_proc_new(strcmp(store->ops->scheme, "none") ? store : NULL, w->sess);
         sl_proc_set_evict_hook(w->proc, wait_stored, w);
+        if (opts->tombstone_ms > 0)
+            sl_proc_set_tombstone_retention(w->proc, opts->tombstone_ms);
     }
     if (e->has_writer) {
         e->wr_sess = store->ops->session_open(store->self, err);
@@ -982,11 +994,18 @@ out:
             rep->dead += c->dead;
             rep->duplicate += c->duplicate;
             rep->skipped += c->skipped;
+            rep->echo += c->echo;
+            rep->same += c->same;
+            rep->conflicts += c->conflicts;
+            rep->manual += c->manual;
+            rep->kept += c->kept;
             sl_proc_topic_counts(w->proc, add_topic, rep);
             sl_proc_free(w->proc);
         }
-        if (w->sess)
+        if (w->sess) {
+            rep->round_trips += store->ops->round_trips(w->sess);
             store->ops->session_close(w->sess);
+        }
         free(w->ring);
         sl_json_free(&w->j);
     }
@@ -1019,12 +1038,18 @@ out:
         free(in->name);
         free(in);
     }
-    if (e->ck_sess)
+    if (e->ck_sess) {
+        rep->round_trips += store->ops->round_trips(e->ck_sess);
         store->ops->session_close(e->ck_sess);
-    if (e->rd_sess)
+    }
+    if (e->rd_sess) {
+        rep->round_trips += store->ops->round_trips(e->rd_sess);
         store->ops->session_close(e->rd_sess);
-    if (e->wr_sess)
+    }
+    if (e->wr_sess) {
+        rep->round_trips += store->ops->round_trips(e->wr_sess);
         store->ops->session_close(e->wr_sess);
+    }
     sl_program_unref(e->prog);
     free(e->batches);
     free(e->workers);

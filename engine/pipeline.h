@@ -44,6 +44,7 @@ typedef struct sl_run_opts {
     const volatile sig_atomic_t *reload_seq;
     sl_program *(*reload)(void *arg, const sl_program *current);
     void *reload_arg;
+    int64_t tombstone_ms; /* tombstone retention; 0: the default (7 days) */
 } sl_run_opts;
 
 typedef struct sl_topic_count {
@@ -53,7 +54,9 @@ typedef struct sl_topic_count {
 
 typedef struct sl_run_report {
     uint64_t read, routed, written, filtered, unrouted, ignored, dead, duplicate, skipped;
-    uint64_t resumed; /* input lines skipped because an earlier run finished them */
+    uint64_t echo, same, conflicts, manual, kept; /* the consolidated view (with a store) */
+    uint64_t round_trips; /* requests to the store's server (0: an embedded store) */
+    uint64_t resumed;     /* input lines skipped because an earlier run finished them */
     double seconds;
     int threads;
     bool stopped;           /* ended by a stop request before the input ended */

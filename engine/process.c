@@ -1,11 +1,15 @@
 /*
  * process.c - the two stages every input message goes through.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "process.h"
+#include "resolve.h"
+#include "rowstate.h"
 
 /* ---- stage A: decode (reader thread) ---------------------------------------- */
 
@@ -117,21 +121,27 @@ void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t l
 
 /* ---- stage B: the worker's processor ---------------------------------------- */
 
-typedef struct centry {
-    struct centry *next;
+/* A cached row state. The cache holds the authoritative state of every row
+ * the worker touched recently; the store receives a copy of the document
+ * after each change (through the seen set). */
+typedef struct rentry {
+    struct rentry *next;
+    struct rentry *dnext; /* the dirty list */
     uint64_t h;
-    uint32_t klen, plen, pcap;
-    char *pos;  /* owned */
-    char key[]; /* klen bytes */
-} centry;
+    uint32_t klen, tlen; /* key: table (tlen bytes) \x1f key */
+    bool dirty;          /* changed since its document was last handed out */
+    sl_rowstate st;
+    char key[];
+} rentry;
 
 #define CACHE_BUCKETS 65536
 #define CACHE_MAX     131072
+/* While the store held no rows when the worker started, every row it has is
+ * one this worker wrote: their hashes (up to this many) say a cache miss is
+ * a new row without asking the store. */
+#define KNOWN_MAX (16u << 20)
 
-typedef struct hw {
-    char *origin, *partition, *pos;
-    struct hw *next;
-} hw;
+#define SL_DEFAULT_TOMBSTONE_MS (7LL * 24 * 3600 * 1000)
 
 typedef struct out_desc {
     size_t topic, topic_len, key, key_len, val, val_len;
@@ -145,8 +155,33 @@ typedef struct hdr_desc {
 } hdr_desc;
 
 typedef struct seen_desc {
-    size_t origin, origin_len, table, table_len, key, key_len, pos, pos_len, part, part_len;
+    size_t origin, origin_len, table, table_len, key, key_len, pos, pos_len, part, part_len, doc,
+        doc_len;
 } seen_desc;
+
+/* A conflict on its way to the store: strings in confb. */
+enum {
+    CF_ID,
+    CF_TABLE,
+    CF_KEY,
+    CF_SITE_IN,
+    CF_SITE_CUR,
+    CF_BASE,
+    CF_CURRENT,
+    CF_INCOMING,
+    CF_RESULT,
+    CF_RULE,
+    CF_STRATEGY,
+    CF_STATUS,
+    CF_REASON,
+    CF_POSITION,
+    CF_NSTR
+};
+
+typedef struct conf_desc {
+    size_t off[CF_NSTR], len[CF_NSTR];
+    int64_t v_current, v_result, ts_in, ts_cur, detected_ms, decided_ms;
+} conf_desc;
 
 typedef struct tcount {
     struct tcount *next;
@@ -161,12 +196,20 @@ struct sl_proc {
     void *sess;
     sl_counters c;
     sl_pool arena;
-    sl_buf tmp, val, topic;
+    sl_buf tmp, val, topic, img, doc, hscratch, merged, reason, strat;
+    sl_json imgj; /* a version image being sent */
 
-    centry **cache;
+    rentry **cache;
     size_t ncache;
-    bool evicted;
-    hw *hws; /* newest position per origin+partition when the run started */
+    rentry *dirty;   /* rows whose document goes out with the next reset */
+    uint64_t *known; /* open addressing, 0 = empty */
+    size_t nknown, capknown;
+    bool all_known;
+    int64_t tombstone_ms;
+
+    sl_lua *lua;
+    const sl_program *lua_prog; /* the program lua was loaded for */
+    bool lua_failed;
 
     sl_buf out; /* bytes of every pending output */
     out_desc *outs;
@@ -179,24 +222,19 @@ struct sl_proc {
     sl_buf seenb; /* bytes of pending seen rows */
     seen_desc *seen;
     size_t nseen, capseen;
+    sl_buf confb; /* bytes of pending conflicts */
+    conf_desc *confs;
+    size_t nconfs, capconfs;
     void (*evict_hook)(void *arg);
     void *evict_arg;
 
     tcount *topics[TOPIC_BUCKETS];
 };
 
-static int load_hw(void *arg, const char *origin, const char *partition, const char *position,
-                   int64_t events)
+static int first_row(void *arg, sl_str table, sl_str key, sl_str doc)
 {
-    sl_proc *w = arg;
-    hw *h = sl_xcalloc(1, sizeof(*h));
-
-    h->origin = sl_xstrdup(origin);
-    h->partition = sl_xstrdup(partition ? partition : "");
-    h->pos = sl_xstrdup(position ? position : "");
-    h->next = w->hws;
-    w->hws = h;
-    return 0;
+    *(bool *)arg = true;
+    return 1;
 }
 
 sl_proc *sl_proc_new(const sl_store *store, void *sess)
@@ -205,61 +243,86 @@ sl_proc *sl_proc_new(const sl_store *store, void *sess)
 
     w->store = store;
     w->sess = sess;
+    w->tombstone_ms = SL_DEFAULT_TOMBSTONE_MS;
     sl_pool_init(&w->arena);
+    sl_json_init(&w->imgj);
     w->cache = sl_xcalloc(CACHE_BUCKETS, sizeof(*w->cache));
-    if (store && sess)
-        store->ops->progress_each(sess, load_hw, w, NULL);
+    if (store && sess) {
+        bool any = false;
+        sl_error e;
+
+        /* an empty store: every row is new until this worker writes it */
+        if (store->ops->rows_each(sess, NULL, first_row, &any, &e) == 0 && !any)
+            w->all_known = true;
+    }
     return w;
 }
 
-static void cache_clear(sl_proc *w)
+void sl_proc_set_tombstone_retention(sl_proc *w, int64_t ms)
+{
+    w->tombstone_ms = ms;
+}
+
+/* Forget cached rows; rows changed since the last reset stay (their
+ * document has not been handed out yet), unless `all`. */
+static void cache_clear(sl_proc *w, bool all)
 {
     size_t i;
-    centry *e, *next;
+    rentry *e, *next, **link;
 
     for (i = 0; i < CACHE_BUCKETS; i++) {
-        for (e = w->cache[i]; e; e = next) {
+        link = &w->cache[i];
+        for (e = *link; e; e = next) {
             next = e->next;
-            free(e->pos);
+            if (e->dirty && !all) {
+                link = &e->next;
+                continue;
+            }
+            *link = next;
+            sl_rowstate_free(&e->st);
             free(e);
+            w->ncache--;
         }
-        w->cache[i] = NULL;
     }
-    w->ncache = 0;
+    if (all)
+        w->dirty = NULL;
 }
 
 void sl_proc_free(sl_proc *w)
 {
-    hw *h, *hn;
     tcount *t, *tn;
     size_t i;
 
     if (w == NULL)
         return;
-    cache_clear(w);
+    cache_clear(w, true);
     free(w->cache);
-    for (h = w->hws; h; h = hn) {
-        hn = h->next;
-        free(h->origin);
-        free(h->partition);
-        free(h->pos);
-        free(h);
-    }
+    free(w->known);
+    sl_lua_free(w->lua);
     for (i = 0; i < TOPIC_BUCKETS; i++)
         for (t = w->topics[i]; t; t = tn) {
             tn = t->next;
             free(t);
         }
     sl_pool_free(&w->arena);
+    sl_json_free(&w->imgj);
     sl_buf_free(&w->tmp);
     sl_buf_free(&w->val);
     sl_buf_free(&w->topic);
+    sl_buf_free(&w->img);
+    sl_buf_free(&w->doc);
+    sl_buf_free(&w->hscratch);
+    sl_buf_free(&w->merged);
+    sl_buf_free(&w->reason);
+    sl_buf_free(&w->strat);
     sl_buf_free(&w->out);
     sl_buf_free(&w->seenb);
+    sl_buf_free(&w->confb);
     free(w->outs);
     free(w->hdrs);
     free(w->recs);
     free(w->seen);
+    free(w->confs);
     free(w);
 }
 
@@ -282,135 +345,6 @@ static int poscmp(sl_str a, const char *b, size_t blen)
     if (c)
         return c;
     return a.len < blen ? -1 : a.len > blen;
-}
-
-/* Is pos newer than everything processed for origin+partition before this run? */
-static bool beyond_hw(sl_proc *w, const char *origin, sl_str part, sl_str pos)
-{
-    hw *h;
-
-    for (h = w->hws; h; h = h->next)
-        if (strcmp(h->origin, origin) == 0 && strlen(h->partition) == part.len &&
-            memcmp(h->partition, part.p, part.len) == 0)
-            return poscmp(pos, h->pos, strlen(h->pos)) > 0;
-    return true;
-}
-
-/* Remember pos for key k: in entry e when the key is cached already (the
- * entry found by the lookup), else in a new entry at the head of its bucket. */
-static void cache_set(sl_proc *w, centry *e, uint64_t h, const char *k, size_t klen, sl_str pos)
-{
-    centry **slot = &w->cache[h % CACHE_BUCKETS];
-
-    if (e == NULL) {
-        if (w->ncache >= CACHE_MAX) {
-            /* Forget it all and ask the store from now on - once everything
-             * handed out has reached the store, or a change seen a moment
-             * ago could pass for new. */
-            if (w->evict_hook)
-                w->evict_hook(w->evict_arg);
-            cache_clear(w);
-            w->evicted = true;
-        }
-        e = sl_xmalloc(sizeof(*e) + klen);
-        e->h = h;
-        e->klen = (uint32_t)klen;
-        memcpy(e->key, k, klen);
-        e->pos = NULL;
-        e->pcap = 0;
-        e->next = *slot;
-        *slot = e;
-        w->ncache++;
-    }
-    if (e->pcap < pos.len) {
-        e->pos = sl_xrealloc(e->pos, pos.len);
-        e->pcap = (uint32_t)pos.len;
-    }
-    memcpy(e->pos, pos.p, pos.len);
-    e->plen = (uint32_t)pos.len;
-}
-
-/* 1: already processed; 0: new (and now remembered); -1: store error. */
-static int check_seen(sl_proc *w, sl_item *it, sl_error *err)
-{
-    sl_event *ev = &it->ev;
-    const char *origin = it->prog->sites[it->origin].name;
-    sl_str pos = ev->position, o, t, k;
-    uint64_t h;
-    centry **slot, *e;
-    sl_buf *ck = &w->tmp;
-    int r;
-
-    if (pos.len == 0 || w->store == NULL)
-        return 0; /* no position, or no store: nothing to compare against */
-    sl_buf_reset(ck);
-    sl_buf_puts(ck, origin);
-    sl_buf_putc(ck, '\x1f');
-    sl_buf_append(ck, it->qname.data, it->qname.len);
-    sl_buf_putc(ck, '\x1f');
-    sl_buf_append(ck, it->key.data, it->key.len);
-    h = sl_hash64(ck->data, ck->len, SL_HASH_SEED);
-    slot = &w->cache[h % CACHE_BUCKETS];
-    for (e = *slot; e; e = e->next)
-        if (e->h == h && e->klen == ck->len && memcmp(e->key, ck->data, ck->len) == 0)
-            break;
-    if (e != NULL) {
-        if (poscmp(pos, e->pos, e->plen) <= 0)
-            return 1;
-    } else if (w->evicted || !beyond_hw(w, origin, ev->partition, pos)) {
-        sl_buf stored = SL_BUF_INIT;
-
-        o.p = origin;
-        o.len = strlen(origin);
-        t.p = it->qname.data;
-        t.len = it->qname.len;
-        k.p = it->key.data;
-        k.len = it->key.len;
-        r = w->store->ops->seen_get(w->sess, o, t, k, &stored, err);
-        if (r < 0) {
-            sl_buf_free(&stored);
-            return -1;
-        }
-        if (r == 1 && poscmp(pos, stored.data, stored.len) <= 0) {
-            sl_str sp = {stored.data, stored.len};
-
-            cache_set(w, NULL, h, ck->data, ck->len, sp);
-            sl_buf_free(&stored);
-            return 1;
-        }
-        sl_buf_free(&stored);
-    }
-    cache_set(w, e, h, ck->data, ck->len, pos);
-    return 0;
-}
-
-static void push_seen(sl_proc *w, sl_item *it)
-{
-    seen_desc *s;
-    const char *origin = it->prog->sites[it->origin].name;
-
-    if (it->ev.position.len == 0 || w->store == NULL)
-        return;
-    if (w->nseen == w->capseen) {
-        w->capseen = w->capseen ? w->capseen * 2 : 256;
-        w->seen = sl_xrealloc(w->seen, w->capseen * sizeof(*w->seen));
-    }
-    s = &w->seen[w->nseen++];
-    s->origin = w->seenb.len;
-    s->origin_len = strlen(origin);
-    sl_buf_append(&w->seenb, origin, s->origin_len);
-    s->table = w->seenb.len;
-    s->table_len = it->qname.len;
-    sl_buf_append(&w->seenb, it->qname.data, it->qname.len);
-    s->key = w->seenb.len;
-    s->key_len = it->key.len;
-    sl_buf_append(&w->seenb, it->key.data, it->key.len);
-    s->pos = w->seenb.len;
-    s->pos_len = it->ev.position.len;
-    sl_buf_append(&w->seenb, it->ev.position.p, it->ev.position.len);
-    s->part = w->seenb.len;
-    s->part_len = it->ev.partition.len;
-    sl_buf_append(&w->seenb, it->ev.partition.p, it->ev.partition.len);
 }
 
 static void topic_count(sl_proc *w, const char *topic, size_t len)
@@ -609,18 +543,234 @@ static int route(sl_proc *w, sl_item *it, sl_eval_ctx *ctx, sl_siteset *dests, s
     return 0;
 }
 
-static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
+/* ---- rows this worker knows the store lacks ----------------------------------- */
+
+static bool known_has(const sl_proc *w, uint64_t h)
+{
+    size_t i;
+
+    if (w->capknown == 0)
+        return false;
+    h |= 1;
+    for (i = h & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+        if (w->known[i] == h)
+            return true;
+    return false;
+}
+
+static void known_add(sl_proc *w, uint64_t h)
+{
+    size_t i;
+
+    if (!w->all_known || known_has(w, h))
+        return;
+    if (w->nknown >= KNOWN_MAX) {
+        /* too many to track: ask the store on every miss from now on */
+        w->all_known = false;
+        free(w->known);
+        w->known = NULL;
+        w->nknown = w->capknown = 0;
+        return;
+    }
+    if ((w->nknown + 1) * 2 > w->capknown) {
+        uint64_t *old = w->known;
+        size_t oldcap = w->capknown, k;
+
+        w->capknown = oldcap ? oldcap * 2 : 4096;
+        w->known = sl_xcalloc(w->capknown, sizeof(*w->known));
+        w->nknown = 0;
+        for (k = 0; k < oldcap; k++)
+            if (old[k]) {
+                for (i = old[k] & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+                    ;
+                w->known[i] = old[k];
+                w->nknown++;
+            }
+        free(old);
+    }
+    h |= 1;
+    for (i = h & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+        ;
+    w->known[i] = h;
+    w->nknown++;
+}
+
+/* The row's state: from the cache, else the store, else a new one. NULL
+ * with err filled when the store failed. */
+static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
+{
+    sl_buf *ck = &w->tmp;
+    uint64_t h;
+    rentry **slot, *e;
+    int r;
+
+    sl_buf_reset(ck);
+    sl_buf_append(ck, it->qname.data, it->qname.len);
+    sl_buf_putc(ck, '\x1f');
+    sl_buf_append(ck, it->key.data, it->key.len);
+    h = sl_hash64(ck->data, ck->len, SL_HASH_SEED);
+    slot = &w->cache[h % CACHE_BUCKETS];
+    for (e = *slot; e; e = e->next)
+        if (e->h == h && e->klen == ck->len && memcmp(e->key, ck->data, ck->len) == 0)
+            return &e->st;
+    if (w->ncache >= CACHE_MAX) {
+        /* Forget it all and read from the store again - once everything
+         * handed out has reached the store. */
+        if (w->evict_hook)
+            w->evict_hook(w->evict_arg);
+        cache_clear(w, false);
+        slot = &w->cache[h % CACHE_BUCKETS];
+    }
+    e = sl_xmalloc(sizeof(*e) + ck->len);
+    e->h = h;
+    e->klen = (uint32_t)ck->len;
+    e->tlen = (uint32_t)it->qname.len;
+    e->dirty = false;
+    e->dnext = NULL;
+    memcpy(e->key, ck->data, ck->len);
+    sl_rowstate_init(&e->st);
+    if (!w->all_known || known_has(w, h)) {
+        sl_str t = {it->qname.data, it->qname.len}, k = {it->key.data, it->key.len};
+
+        sl_buf_reset(&w->doc);
+        r = w->store->ops->row_get(w->sess, t, k, &w->doc, err);
+        if (r == 1 && sl_rowstate_read(&e->st, w->doc.data, w->doc.len, err) != 0) {
+            sl_error_set(err, SL_ERR_STORE, "row %s %s: %s", it->qname.data, it->key.data,
+                         err->msg);
+            r = -1;
+        }
+        if (r < 0) {
+            free(e);
+            return NULL;
+        }
+    }
+    known_add(w, h);
+    e->next = *slot;
+    *slot = e;
+    w->ncache++;
+    return &e->st;
+}
+
+static seen_desc *new_seen(sl_proc *w)
+{
+    seen_desc *s;
+
+    if (w->nseen == w->capseen) {
+        w->capseen = w->capseen ? w->capseen * 2 : 256;
+        w->seen = sl_xrealloc(w->seen, w->capseen * sizeof(*w->seen));
+    }
+    s = &w->seen[w->nseen++];
+    memset(s, 0, sizeof(*s));
+    return s;
+}
+
+/* The change was processed: its origin's progress goes to the store, and
+ * the row's document with the next reset (once per reset however many
+ * changes the row had meanwhile). */
+static void push_seen(sl_proc *w, sl_item *it, sl_rowstate *st)
+{
+    seen_desc *s;
+    const char *origin = it->prog->sites[it->origin].name;
+    rentry *e = (rentry *)(void *)((char *)st - offsetof(rentry, st));
+
+    if (!e->dirty) {
+        e->dirty = true;
+        e->dnext = w->dirty;
+        w->dirty = e;
+    }
+    if (it->ev.position.len == 0)
+        return;
+    s = new_seen(w);
+    s->origin = w->seenb.len;
+    s->origin_len = strlen(origin);
+    sl_buf_append(&w->seenb, origin, s->origin_len);
+    s->table = w->seenb.len;
+    s->table_len = it->qname.len;
+    sl_buf_append(&w->seenb, it->qname.data, it->qname.len);
+    s->key = w->seenb.len;
+    s->key_len = it->key.len;
+    sl_buf_append(&w->seenb, it->key.data, it->key.len);
+    s->pos = w->seenb.len;
+    s->pos_len = it->ev.position.len;
+    sl_buf_append(&w->seenb, it->ev.position.p, it->ev.position.len);
+    s->part = w->seenb.len;
+    s->part_len = it->ev.partition.len;
+    sl_buf_append(&w->seenb, it->ev.partition.p, it->ev.partition.len);
+    s->doc = w->seenb.len;
+}
+
+/* The documents of the rows changed since the last reset, in the order
+ * they were first changed (the store writes the batch as a whole). */
+static void push_docs(sl_proc *w)
+{
+    rentry *e, *next;
+
+    for (e = w->dirty; e; e = next) {
+        seen_desc *s = new_seen(w);
+
+        next = e->dnext;
+        s->table = w->seenb.len;
+        s->table_len = e->tlen;
+        sl_buf_append(&w->seenb, e->key, e->tlen);
+        s->key = w->seenb.len;
+        s->key_len = e->klen - e->tlen - 1;
+        sl_buf_append(&w->seenb, e->key + e->tlen + 1, s->key_len);
+        s->origin = s->pos = s->part = w->seenb.len;
+        s->doc = w->seenb.len;
+        sl_rowstate_write(&e->st, &w->seenb);
+        s->doc_len = w->seenb.len - s->doc;
+        e->dirty = false;
+        e->dnext = NULL;
+    }
+    w->dirty = NULL;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conf_str(sl_proc *w, conf_desc *c, int f, const char *p, size_t n)
+{
+    c->off[f] = w->confb.len;
+    if (p)
+        sl_buf_append(&w->confb, p, n);
+    c->len[f] = w->confb.len - c->off[f];
+}
+
+static void conf_cstr(sl_proc *w, conf_desc *c, int f, const char *s)
+{
+    conf_str(w, c, f, s ? s : "null", strlen(s ? s : "null"));
+}
+
+/* ---- outputs ------------------------------------------------------------------ */
+
+/* What an output says about the version it carries (headers). */
+typedef struct vinfo {
+    int64_t v; /* 0: stateless, no version header */
+    const char *writer;
+    sl_str pos;
+} vinfo;
+
+/* One output per site in dests: the change as received (img NULL), or the
+ * version whose parsed image is img (op 'u'; 'd' with img NULL and del). */
+static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests, const sl_json *img, char op,
+                 const vinfo *vi)
 {
     const sl_program *p = it->prog;
     const sl_table *t = it->table;
     const sl_event *ev = &it->ev;
     sl_str schema = ev->schema.len ? ev->schema : ev->db;
-    const char *origin = p->sites[it->origin].name;
+    const char *origin = vi->writer ? vi->writer : p->sites[it->origin].name;
     /* one rendering per distinct column selection */
     const sl_colsel *rsel[8];
     size_t roff[8], rlen[8], nr = 0, i;
     size_t key_off, key_len;
     size_t d;
+    char vbuf[24];
 
     key_off = w->out.len;
     if (t->nkey == 0 && it->rec.key != NULL && it->ev.has_key)
@@ -628,6 +778,7 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
     else
         sl_buf_append(&w->out, it->key.data, it->key.len);
     key_len = w->out.len - key_off;
+    snprintf(vbuf, sizeof(vbuf), "%lld", (long long)vi->v);
 
     for (d = 0; d < p->nsites; d++) {
         const sl_colsel *sel;
@@ -638,7 +789,8 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
         sel = t->sel ? t->sel[d] : NULL;
         o = new_out(w);
         sl_buf_reset(&w->topic);
-        sl_program_topic(p, t, p->sites[d].name, origin, schema, ev->table, &w->topic);
+        sl_program_topic(p, t, p->sites[d].name, p->sites[it->origin].name, schema, ev->table,
+                         &w->topic);
         o->topic = w->out.len;
         o->topic_len = w->topic.len;
         sl_buf_append(&w->out, w->topic.data, w->topic.len);
@@ -651,7 +803,10 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
             size_t off = w->out.len;
 
             sl_buf_reset(&w->val);
-            sl_event_write_value(ev, sel, &w->val);
+            if (op == 0)
+                sl_event_write_value(ev, sel, &w->val);
+            else
+                sl_event_write_version(ev, sel, op, img, &w->val);
             sl_buf_append(&w->out, w->val.data, w->val.len);
             if (nr < 8) {
                 rsel[nr] = sel;
@@ -666,13 +821,404 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests)
         }
         add_hdr(w, o, "sluice.origin", origin, strlen(origin));
         add_hdr(w, o, "sluice.rules", p->version, strlen(p->version));
-        /* the change's version: an applier that sees a position it already
-         * applied for this key (at-least-once delivery) can drop it */
-        if (ev->position.len)
-            add_hdr(w, o, "sluice.position", ev->position.p, ev->position.len);
+        if (vi->v > 0)
+            add_hdr(w, o, "sluice.version", vbuf, strlen(vbuf));
+        /* the change's source position: with the version, what lets an
+         * applier drop a repeat of this at-least-once delivery */
+        if (vi->pos.len)
+            add_hdr(w, o, "sluice.position", vi->pos.p, vi->pos.len);
         topic_count(w, w->topic.data, w->topic.len);
         count(&w->c.written);
     }
+}
+
+static bool siteset_empty(const sl_siteset *s)
+{
+    size_t k;
+
+    for (k = 0; k < SL_MAX_SITES / 64; k++)
+        if (s->w[k])
+            return false;
+    return true;
+}
+
+/* ---- the consolidated view ----------------------------------------------------- */
+
+/* The Lua state for the item's program (loaded on first need, reloaded when
+ * the rules change). NULL when the program has no Lua or it failed to load
+ * (conflicts for Lua rules then go to the manual queue). */
+static sl_lua *lua_for(sl_proc *w, const sl_program *p, sl_buf *reason)
+{
+    sl_error e;
+
+    if (p->nlua == 0)
+        return NULL;
+    if (w->lua_prog != p) {
+        sl_lua_free(w->lua);
+        w->lua = NULL;
+        w->lua_prog = p;
+        w->lua_failed = false;
+        sl_error_clear(&e);
+        w->lua = sl_lua_new(p, &e);
+        if (w->lua == NULL) {
+            w->lua_failed = true;
+            sl_buf_printf(reason, "%s", e.msg);
+        }
+    }
+    return w->lua;
+}
+
+/* Send version v (image text row; NULL: deleted) to the sites in to, and
+ * queue what each will echo. The incoming change itself is rendered when
+ * as_incoming, else the image. */
+static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_siteset *to,
+                         bool as_incoming, const vinfo *vi)
+{
+    const sl_program *p = it->prog;
+    const sl_table *t = it->table;
+    sl_siteset out;
+    bool deleted = rs->deleted;
+    sl_error e;
+    size_t d;
+
+    memset(&out, 0, sizeof(out));
+    w->imgj.ntok = 0;
+    if (!as_incoming && !deleted && rs->row)
+        (void)sl_json_parse(&w->imgj, rs->row, strlen(rs->row), &e);
+    for (d = 0; d < p->nsites; d++) {
+        sl_rs_site *st;
+        int64_t wh;
+        uint64_t h;
+        const char *held_row = NULL;
+
+        if (!sl_siteset_has(to, (int)d))
+            continue;
+        st = sl_rowstate_site(rs, p->sites[d].name);
+        wh = sl_rowstate_will_hold(st);
+        if (wh == rs->v)
+            continue; /* it will hold this version anyway */
+        if (deleted) {
+            /* A delete reaches a site that will hold no live row as a
+             * no-op there: no CDC event comes back, so it is not queued.
+             * A site that will hold a tombstone gets nothing. */
+            if (wh > 0 && sl_rowstate_image(rs, wh, &held_row) == 1 && held_row == NULL)
+                continue;
+            sl_siteset_add(&out, (int)d);
+            if (wh == SL_HELD_NONE)
+                continue;
+            sl_rowstate_queue(st, rs->v, SL_EVENT_HASH_DELETED);
+            continue;
+        }
+        sl_siteset_add(&out, (int)d);
+        h = as_incoming ? sl_event_row_hash(&it->ev, t->sel ? t->sel[d] : NULL, &w->hscratch)
+                        : sl_image_hash(&w->imgj, t->sel ? t->sel[d] : NULL, &w->hscratch);
+        sl_rowstate_queue(st, rs->v, h);
+    }
+    if (siteset_empty(&out))
+        return;
+    if (as_incoming)
+        emit(w, it, &out, NULL, 0, vi);
+    else
+        emit(w, it, &out, deleted ? NULL : &w->imgj, deleted ? 'd' : 'u', vi);
+}
+
+static void record_conflict(sl_proc *w, sl_item *it, const sl_rowstate *rs_before_row,
+                            const char *cur_row, const char *base_row, const char *cur_site,
+                            int64_t cur_v, int64_t cur_ts, sl_outcome oc, int64_t v_result,
+                            const char *result_row)
+{
+    const sl_program *p = it->prog;
+    const sl_table *t = it->table;
+    const char *origin = p->sites[it->origin].name;
+    conf_desc *c;
+    sl_buf *b = &w->tmp;
+    bool del;
+
+    (void)rs_before_row;
+    if (w->nconfs == w->capconfs) {
+        w->capconfs = w->capconfs ? w->capconfs * 2 : 16;
+        w->confs = sl_xrealloc(w->confs, w->capconfs * sizeof(*w->confs));
+    }
+    c = &w->confs[w->nconfs++];
+    memset(c, 0, sizeof(*c));
+    sl_buf_reset(b);
+    sl_buf_append(b, it->qname.data, it->qname.len);
+    sl_buf_putc(b, '\x1f');
+    sl_buf_append(b, it->key.data, it->key.len);
+    sl_buf_putc(b, '\x1f');
+    sl_buf_puts(b, origin);
+    sl_buf_putc(b, '\x1f');
+    if (it->ev.position.len)
+        sl_buf_append(b, it->ev.position.p, it->ev.position.len);
+    else
+        sl_buf_printf(b, "v%lld", (long long)cur_v);
+    {
+        char id[40];
+
+        snprintf(id, sizeof(id), "%016llx%08llx",
+                 (unsigned long long)sl_hash64(b->data, b->len, SL_HASH_SEED),
+                 (unsigned long long)(sl_hash64(b->data, b->len, 0x12345678ULL) & 0xffffffffu));
+        conf_str(w, c, CF_ID, id, strlen(id));
+    }
+    conf_str(w, c, CF_TABLE, it->qname.data, it->qname.len);
+    conf_str(w, c, CF_KEY, it->key.data, it->key.len);
+    conf_cstr(w, c, CF_SITE_IN, origin);
+    conf_cstr(w, c, CF_SITE_CUR, cur_site ? cur_site : "");
+    conf_cstr(w, c, CF_BASE, base_row);
+    conf_cstr(w, c, CF_CURRENT, cur_row);
+    if (it->ev.op != 'd') /* w->img holds the incoming image */
+        conf_str(w, c, CF_INCOMING, w->img.data, w->img.len);
+    else
+        conf_cstr(w, c, CF_INCOMING, NULL);
+    conf_cstr(w, c, CF_RESULT, result_row);
+    sl_buf_reset(b);
+    sl_buf_printf(b, "%s:%d:%d", t->conflict.loc.file ? t->conflict.loc.file : "?",
+                  t->conflict.loc.line, t->conflict.loc.col);
+    conf_str(w, c, CF_RULE, b->data, b->len);
+    del = cur_row == NULL || it->ev.op == 'd';
+    sl_buf_reset(&w->strat);
+    sl_strategy_name(p, t, del, &w->strat);
+    conf_str(w, c, CF_STRATEGY, w->strat.data, w->strat.len);
+    conf_cstr(w, c, CF_STATUS, oc == SL_RES_MANUAL ? SL_CONFLICT_OPEN : SL_CONFLICT_RESOLVED);
+    conf_str(w, c, CF_REASON, w->reason.data, w->reason.len);
+    conf_str(w, c, CF_POSITION, it->ev.position.p, it->ev.position.len);
+    c->v_current = cur_v;
+    c->v_result = v_result;
+    c->ts_in = it->ev.source_ts_ms;
+    c->ts_cur = cur_ts;
+    c->detected_ms = now_ms();
+    c->decided_ms = oc == SL_RES_MANUAL ? 0 : c->detected_ms;
+    count(&w->c.conflicts);
+    if (oc == SL_RES_MANUAL)
+        count(&w->c.manual);
+}
+
+static int64_t change_ts(const sl_event *ev)
+{
+    return ev->source_ts_ms ? ev->source_ts_ms : ev->ts_ms;
+}
+
+/* Stage B with a store: the consolidated view (docs/conflicts.md). */
+static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
+{
+    const sl_program *p = it->prog;
+    const sl_table *t = it->table;
+    sl_event *ev = &it->ev;
+    const char *origin = p->sites[it->origin].name;
+    sl_rowstate *rs;
+    sl_rs_site *me;
+    sl_eval_ctx ctx;
+    sl_error why;
+    sl_siteset dests;
+    bool pass, conflict, in_del = ev->op == 'd';
+    uint64_t h_me, h_full;
+    size_t k;
+    int64_t in_ts = change_ts(ev);
+    vinfo vi;
+    sl_outcome oc = SL_RES_INCOMING;
+
+    rs = state_get(w, it, err);
+    if (rs == NULL)
+        return -1;
+    me = sl_rowstate_site(rs, origin);
+    /* 1. stale or repeated: not newer than what this site sent before */
+    if (ev->position.len && me->pos && poscmp(ev->position, me->pos, strlen(me->pos)) <= 0) {
+        it->verdict = SL_VERDICT_DUPLICATE;
+        count(&w->c.duplicate);
+        return 0;
+    }
+    if (ev->position.len) {
+        free(me->pos);
+        me->pos = sl_xstrndup(ev->position.p, ev->position.len);
+    }
+    /* 2. an echo of a version sent to this site: its acknowledgement */
+    h_me = me->nq ? sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch) : 0;
+    for (k = 0; k < me->nq; k++)
+        if (me->q[k].hash == h_me)
+            break;
+    if (me->nq && k < me->nq) {
+        me->held = me->q[k].v;
+        memmove(me->q, me->q + k + 1, (me->nq - k - 1) * sizeof(*me->q));
+        me->nq -= k + 1;
+        sl_rowstate_gc(rs);
+        it->verdict = SL_VERDICT_ECHO;
+        count(&w->c.echo);
+        push_seen(w, it, rs);
+        return 0;
+    }
+
+    sl_pool_reset(&w->arena);
+    ctx.ev = ev;
+    ctx.origin.p = origin;
+    ctx.origin.len = strlen(origin);
+    ctx.arena = &w->arena;
+    ctx.last_row = NULL;
+    if (in_del && rs->v > 0 && !rs->deleted && rs->row) {
+        sl_error e;
+
+        if (sl_json_parse(&w->imgj, rs->row, strlen(rs->row), &e) == 0)
+            ctx.last_row = &w->imgj;
+    }
+    sl_error_clear(&why);
+    /* 3. filters and routes */
+    if (t->where) {
+        if (sl_eval_pred(t->where, &ctx, &pass, &why) != 0) {
+            dead_letter(w, it, &why);
+            push_seen(w, it, rs);
+            return 0;
+        }
+        if (!pass) {
+            it->verdict = SL_VERDICT_FILTERED;
+            count(&w->c.filtered);
+            push_seen(w, it, rs);
+            return 0;
+        }
+    }
+    if (route(w, it, &ctx, &dests, &why) != 0) {
+        dead_letter(w, it, &why);
+        push_seen(w, it, rs);
+        return 0;
+    }
+    it->dests = dests;
+    h_full = sl_event_row_hash(ev, NULL, &w->hscratch);
+    /* 4. the site already holds the consolidated content */
+    if (rs->v > 0 && me->nq == 0 && h_full == rs->hash) {
+        me->held = rs->v;
+        sl_rowstate_gc(rs);
+        it->verdict = SL_VERDICT_SAME;
+        count(&w->c.same);
+        push_seen(w, it, rs);
+        return 0;
+    }
+    /* 5. conflict: the site changed a row whose current version it had not seen */
+    conflict = rs->v > 0 && me->held != rs->v;
+    if (conflict && rs->deleted && w->tombstone_ms > 0 && in_ts - rs->ts > w->tombstone_ms)
+        conflict = false; /* the tombstone expired: a new row */
+    sl_buf_reset(&w->merged);
+    sl_buf_reset(&w->reason);
+    sl_buf_reset(&w->img);
+    sl_event_row_image(ev, &w->img);
+    if (conflict) {
+        sl_side base = {NULL, 0, NULL}, cur = {rs->deleted ? NULL : rs->row, rs->ts, rs->writer};
+        sl_side in = {in_del ? NULL : w->img.data, in_ts, origin};
+        const char *brow = NULL;
+        sl_lua_ctx lctx;
+        sl_lua *L = NULL;
+
+        memset(&lctx, 0, sizeof(lctx));
+        char rule[256];
+
+        if (me->held > 0 && sl_rowstate_image(rs, me->held, &brow) == 1)
+            base.row = brow;
+        if (t->conflict.kind == SL_CONFLICT_LUA && !in_del && !rs->deleted) {
+            L = lua_for(w, p, &w->reason);
+            snprintf(rule, sizeof(rule), "%s:%d:%d",
+                     t->conflict.loc.file ? t->conflict.loc.file : "?", t->conflict.loc.line,
+                     t->conflict.loc.col);
+            lctx.table = it->qname.data;
+            lctx.key.p = it->key.data;
+            lctx.key.len = it->key.len;
+            lctx.incoming_site = origin;
+            lctx.current_site = rs->writer;
+            lctx.incoming_ts = in_ts;
+            lctx.current_ts = rs->ts;
+            lctx.incoming_op = ev->op;
+            lctx.rule = rule;
+        }
+        if (L == NULL && w->reason.len) {
+            oc = SL_RES_MANUAL;
+        } else {
+            oc = sl_resolve(p, t, &base, &cur, &in, L, &lctx, &w->merged, &w->reason);
+        }
+        if (oc == SL_RES_MERGED && w->merged.len) {
+            /* a merge that reproduces one side is that side */
+            sl_json mj;
+            sl_error e;
+
+            sl_json_init(&mj);
+            if (sl_json_parse(&mj, w->merged.data, w->merged.len, &e) == 0) {
+                uint64_t mh = sl_image_hash(&mj, NULL, &w->hscratch);
+
+                if (mh == h_full)
+                    oc = SL_RES_INCOMING;
+                else if (!rs->deleted && mh == rs->hash)
+                    oc = SL_RES_CURRENT;
+            } else {
+                oc = SL_RES_MANUAL;
+                sl_buf_reset(&w->reason);
+                sl_buf_printf(&w->reason, "the merge produced invalid JSON: %s", e.msg);
+            }
+            sl_json_free(&mj);
+        }
+        {
+            const char *cur_row = rs->deleted ? NULL : rs->row;
+            int64_t rv = oc == SL_RES_INCOMING || oc == SL_RES_MERGED ? rs->v + 1 : rs->v;
+            const char *res = oc == SL_RES_MERGED     ? w->merged.data
+                              : oc == SL_RES_INCOMING ? (in_del ? NULL : w->img.data)
+                                                      : cur_row;
+
+            record_conflict(w, it, rs, cur_row, base.row, rs->writer, rs->v, rs->ts, oc, rv, res);
+        }
+    }
+    /* 6. the outcome */
+    if (oc == SL_RES_CURRENT || oc == SL_RES_MANUAL) {
+        /* the current version stays; the site holds its own content until
+         * it gets the current version back */
+        sl_siteset to;
+
+        if (me->nq == 0)
+            me->held = SL_HELD_OWN;
+        memset(&to, 0, sizeof(to));
+        sl_siteset_add(&to, it->origin);
+        vi.v = rs->v;
+        vi.writer = rs->writer;
+        vi.pos.p = rs->pos ? rs->pos : "";
+        vi.pos.len = strlen(vi.pos.p);
+        send_version(w, it, rs, &to, false, &vi);
+        it->verdict = SL_VERDICT_KEPT;
+        count(&w->c.kept);
+        sl_rowstate_gc(rs);
+        push_seen(w, it, rs);
+        return 0;
+    }
+    {
+        bool merged = oc == SL_RES_MERGED;
+        sl_str row =
+            merged ? (sl_str){w->merged.data, w->merged.len} : (sl_str){w->img.data, w->img.len};
+        int64_t ts = merged && rs->ts > in_ts ? rs->ts : in_ts;
+        uint64_t hh = h_full;
+
+        if (merged) {
+            sl_error e;
+
+            (void)sl_json_parse(&w->imgj, row.p, row.len, &e);
+            hh = sl_image_hash(&w->imgj, NULL, &w->hscratch);
+        }
+        /* the origin holds its own change (unless older versions are still on
+         * their way to it, or the result is a merge) */
+        me->held = SL_HELD_OWN;
+        sl_rowstate_set_version(rs, rs->v + 1, origin, ts, ev->position, in_del && !merged, row,
+                                in_del && !merged ? SL_EVENT_HASH_DELETED : hh);
+        if (!merged && me->nq == 0)
+            me->held = rs->v;
+        if (merged || me->nq > 0)
+            sl_siteset_add(&dests, it->origin);
+        vi.v = rs->v;
+        vi.writer = origin;
+        vi.pos = ev->position;
+        send_version(w, it, rs, &dests, !merged, &vi);
+        sl_rowstate_gc(rs);
+    }
+    it->dests = dests;
+    if (siteset_empty(&dests)) {
+        it->verdict = SL_VERDICT_UNROUTED;
+        count(&w->c.unrouted);
+    } else {
+        it->verdict = SL_VERDICT_ROUTED;
+        count(&w->c.routed);
+    }
+    push_seen(w, it, rs);
+    return 0;
 }
 
 int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
@@ -680,8 +1226,7 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
     sl_eval_ctx ctx;
     sl_error why;
     bool pass;
-    int r;
-    size_t k;
+    vinfo vi;
 
     count(&w->c.read);
     switch (it->fate) {
@@ -699,21 +1244,16 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
         count(&w->c.skipped);
         return 0;
     }
-    r = check_seen(w, it, err);
-    if (r < 0)
-        return -1;
-    if (r == 1) {
-        it->verdict = SL_VERDICT_DUPLICATE;
-        count(&w->c.duplicate);
-        return 0;
-    }
-    push_seen(w, it);
+    if (w->store != NULL && it->ev.op != 't')
+        return proc_stateful(w, it, err);
 
+    /* no store: filter, route, send the change as it is */
     sl_pool_reset(&w->arena);
     ctx.ev = &it->ev;
     ctx.origin.p = it->prog->sites[it->origin].name;
     ctx.origin.len = strlen(ctx.origin.p);
     ctx.arena = &w->arena;
+    ctx.last_row = NULL;
     sl_error_clear(&why);
     if (it->table->where) {
         if (sl_eval_pred(it->table->where, &ctx, &pass, &why) != 0) {
@@ -730,17 +1270,17 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err)
         dead_letter(w, it, &why);
         return 0;
     }
-    for (k = 0; k < SL_MAX_SITES / 64; k++)
-        if (it->dests.w[k])
-            break;
-    if (k == SL_MAX_SITES / 64) {
+    if (siteset_empty(&it->dests)) {
         it->verdict = SL_VERDICT_UNROUTED;
         count(&w->c.unrouted);
         return 0;
     }
     it->verdict = SL_VERDICT_ROUTED;
     count(&w->c.routed);
-    emit(w, it, &it->dests);
+    vi.v = 0;
+    vi.writer = NULL;
+    vi.pos = it->ev.position;
+    emit(w, it, &it->dests, NULL, 0, &vi);
     return 0;
 }
 
@@ -784,15 +1324,25 @@ const sl_record *sl_proc_outputs(sl_proc *w, size_t *n)
 void sl_seen_set_free(sl_seen_set *s)
 {
     sl_buf_free(&s->bytes);
+    sl_buf_free(&s->cbytes);
     free(s->rows);
-    s->rows = NULL;
-    s->n = 0;
+    free(s->conflicts);
+    memset(s, 0, sizeof(*s));
+}
+
+static sl_str cstr(const sl_buf *b, const conf_desc *d, int f)
+{
+    sl_str s = {b->data ? b->data + d->off[f] : "", d->len[f]};
+
+    return s;
 }
 
 void sl_proc_reset(sl_proc *w, sl_seen_set *out)
 {
     size_t i;
 
+    if (out != NULL)
+        push_docs(w);
     if (out != NULL) {
         memset(out, 0, sizeof(*out));
         if (w->nseen) {
@@ -815,11 +1365,47 @@ void sl_proc_reset(sl_proc *w, sl_seen_set *out)
                 r->position.len = d->pos_len;
                 r->partition.p = out->bytes.data + d->part;
                 r->partition.len = d->part_len;
+                r->doc.p = out->bytes.data + d->doc;
+                r->doc.len = d->doc_len;
+            }
+        }
+        if (w->nconfs) {
+            out->conflicts = sl_xcalloc(w->nconfs, sizeof(*out->conflicts));
+            out->nconflicts = w->nconfs;
+            out->cbytes = w->confb;
+            memset(&w->confb, 0, sizeof(w->confb));
+            for (i = 0; i < w->nconfs; i++) {
+                const conf_desc *d = &w->confs[i];
+                sl_conflict_rec *c = &out->conflicts[i];
+                const sl_buf *b = &out->cbytes;
+
+                c->id = cstr(b, d, CF_ID);
+                c->table = cstr(b, d, CF_TABLE);
+                c->key = cstr(b, d, CF_KEY);
+                c->site_incoming = cstr(b, d, CF_SITE_IN);
+                c->site_current = cstr(b, d, CF_SITE_CUR);
+                c->base = cstr(b, d, CF_BASE);
+                c->current = cstr(b, d, CF_CURRENT);
+                c->incoming = cstr(b, d, CF_INCOMING);
+                c->result = cstr(b, d, CF_RESULT);
+                c->rule = cstr(b, d, CF_RULE);
+                c->strategy = cstr(b, d, CF_STRATEGY);
+                c->status = cstr(b, d, CF_STATUS);
+                c->reason = cstr(b, d, CF_REASON);
+                c->position = cstr(b, d, CF_POSITION);
+                c->v_current = d->v_current;
+                c->v_result = d->v_result;
+                c->ts_incoming = d->ts_in;
+                c->ts_current = d->ts_cur;
+                c->detected_ms = d->detected_ms;
+                c->decided_ms = d->decided_ms;
             }
         }
     }
     w->nseen = 0;
     sl_buf_reset(&w->seenb);
+    w->nconfs = 0;
+    sl_buf_reset(&w->confb);
     w->nouts = 0;
     w->nhdrs = 0;
     sl_buf_reset(&w->out);

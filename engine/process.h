@@ -55,6 +55,9 @@ typedef struct sl_item {
         SL_VERDICT_SKIPPED,
         SL_VERDICT_DUPLICATE,
         SL_VERDICT_DEAD,
+        SL_VERDICT_ECHO, /* the site applying a version sluice sent it */
+        SL_VERDICT_SAME, /* the site already holds the consolidated content */
+        SL_VERDICT_KEPT, /* lost a conflict (or parked): the current version stays */
     } verdict;
     sl_siteset dests;  /* ROUTED: the destination sites */
     const char *input; /* borrowed from the source */
@@ -81,15 +84,23 @@ typedef struct sl_counters {
     _Atomic uint64_t dead;      /* dead-lettered */
     _Atomic uint64_t duplicate; /* already processed (same or older position for the row) */
     _Atomic uint64_t skipped;   /* tx markers, schema changes, messages, tombstones, blanks */
+    _Atomic uint64_t echo;      /* a site applying what sluice sent it (acknowledgements) */
+    _Atomic uint64_t same;      /* a change to the content the row already has */
+    _Atomic uint64_t conflicts; /* conflicts detected */
+    _Atomic uint64_t manual;    /* of them, waiting for an operator */
+    _Atomic uint64_t kept;      /* changes that lost: the current version stays */
 } sl_counters;
 
 typedef struct sl_proc sl_proc;
 
 /* Borrowed: the store and its session (owned by the caller; store NULL: no
- * duplicate detection). Items carry the program they were decoded with, and
- * the caller keeps that program alive until they are processed. */
+ * state - no duplicate detection, no consolidated view, no conflicts). Items carry the program they
+ * were decoded with, and the caller keeps that program alive until they are processed. */
 sl_proc *sl_proc_new(const sl_store *store, void *sess);
 void sl_proc_free(sl_proc *w);
+/* How long a deleted row's tombstone still makes a late change from a site
+ * that had not seen the delete a conflict (ms of source time; default 7 days). */
+void sl_proc_set_tombstone_retention(sl_proc *w, int64_t ms);
 
 /* Stage B: appends output records to the proc's pending outputs. Returns 0,
  * or -1 when the metadata store failed (err filled; the engine stops). */
@@ -98,12 +109,15 @@ int sl_proc_item(sl_proc *w, sl_item *it, sl_error *err);
 /* The outputs gathered since the last reset, as records for a sink. */
 const sl_record *sl_proc_outputs(sl_proc *w, size_t *n);
 
-/* Source positions of processed changes, on their way to the store. Owns
- * its memory: rows point into bytes. */
+/* Row states and conflicts of processed changes, on their way to the
+ * store. Owns its memory: rows point into bytes, conflicts into cbytes. */
 typedef struct sl_seen_set {
     sl_buf bytes;
     sl_seen *rows;
     size_t n;
+    sl_buf cbytes;
+    sl_conflict_rec *conflicts;
+    size_t nconflicts;
 } sl_seen_set;
 
 void sl_seen_set_free(sl_seen_set *s);

@@ -1046,9 +1046,14 @@ static void test_cli(void **state)
     out = slurp(path("err2.txt"), &len);
     assert_non_null(strstr(out, "cannot open input /nonexistent/x.jsonl"));
     free(out);
-    assert_int_equal(sh("'%s' run --store mongodb://127.0.0.1:1/x --input '%s' '%s' 2>/dev/null",
-                        bin, path("mixed.jsonl"), path("t.rules")),
-                     2);
+    /* an unreachable MongoDB store: a runtime error (1) that says so */
+    assert_int_equal(sh("'%s' run --store 'mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=500' "
+                        "--input '%s' '%s' 2>'%s'",
+                        bin, path("mixed.jsonl"), path("t.rules"), path("err3.txt")),
+                     1);
+    out = slurp(path("err3.txt"), &len);
+    assert_non_null(strstr(out, "MongoDB"));
+    free(out);
     /* `sluice test`: one verdict per line, nothing written */
     assert_int_equal(sh("'%s' test --input '%s' '%s' > '%s'", bin, path("mixed.jsonl"),
                         path("t.rules"), path("verdicts.txt")),

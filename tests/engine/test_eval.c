@@ -152,6 +152,7 @@ static void test_cases(void **state)
         ctx.ev = &ev;
         ctx.origin = ev.origin;
         ctx.arena = &arena;
+        ctx.last_row = NULL;
         sl_error_clear(&err);
         rc = sl_eval_pred(t->where, &ctx, &pass, &err);
         got = rc != 0 ? ERROR : pass ? PASS : REJECT;

@@ -5,8 +5,9 @@
 --   current   the consolidated row (the version that won so far)
 --   incoming  the conflicting change that just arrived
 --   ctx       details of the conflict (table, origin site, ...)
--- Rows are tables of column name -> value. Return the merged row, or nil to
--- keep `current`.
+-- Rows are tables of column name -> value (a JSON null is sluice.null). Return
+-- the merged row, or nil to park the conflict for an operator (the current
+-- version stays meanwhile). docs/conflicts.md has the details.
 
 -- Customers: points earned at two sites both count (each side's change
 -- relative to the base is added); every other column follows the version

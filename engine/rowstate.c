@@ -1,0 +1,399 @@
+/*
+ * rowstate.c - a row's consolidated state, and its stored document.
+ *
+ * The document (one per row, opaque to the store):
+ *   {"v":3,"w":"s1","ts":1700000000000,"p":"000000000000a1b2","d":false,
+ *    "h":"9e3779b97f4a7c15","row":{...}|null,
+ *    "s":[{"n":"s1","p":"...","h":3,"q":[[4,"<hash>"],...]},...],
+ *    "i":[[2,false,{...}],...]}
+ * Hashes are hex strings: JSON numbers cannot hold 64 bits exactly.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "rowstate.h"
+
+void sl_rowstate_init(sl_rowstate *s)
+{
+    memset(s, 0, sizeof(*s));
+}
+
+static void site_free(sl_rs_site *st)
+{
+    free(st->name);
+    free(st->pos);
+    free(st->q);
+}
+
+void sl_rowstate_free(sl_rowstate *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->nsites; i++)
+        site_free(&s->sites[i]);
+    for (i = 0; i < s->nimgs; i++)
+        free(s->imgs[i].row);
+    free(s->sites);
+    free(s->imgs);
+    free(s->writer);
+    free(s->pos);
+    free(s->row);
+    memset(s, 0, sizeof(*s));
+}
+
+sl_rs_site *sl_rowstate_site(sl_rowstate *s, const char *name)
+{
+    size_t i;
+    sl_rs_site *st;
+
+    for (i = 0; i < s->nsites; i++)
+        if (strcmp(s->sites[i].name, name) == 0)
+            return &s->sites[i];
+    if (s->nsites == s->capsites) {
+        s->capsites = s->capsites ? s->capsites * 2 : 4;
+        s->sites = sl_xrealloc(s->sites, s->capsites * sizeof(*s->sites));
+    }
+    st = &s->sites[s->nsites++];
+    memset(st, 0, sizeof(*st));
+    st->name = sl_xstrdup(name);
+    return st;
+}
+
+int64_t sl_rowstate_will_hold(const sl_rs_site *st)
+{
+    return st->nq ? st->q[st->nq - 1].v : st->held;
+}
+
+void sl_rowstate_queue(sl_rs_site *st, int64_t v, uint64_t h)
+{
+    if (st->nq >= SL_RS_QUEUE_MAX) {
+        /* a site that acknowledged nothing for this many versions of one
+         * row: forget the oldest (docs/conflicts.md, limits) */
+        memmove(st->q, st->q + 1, (st->nq - 1) * sizeof(*st->q));
+        st->nq--;
+    }
+    if (st->nq == st->capq) {
+        st->capq = st->capq ? st->capq * 2 : 2;
+        st->q = sl_xrealloc(st->q, st->capq * sizeof(*st->q));
+    }
+    st->q[st->nq].v = v;
+    st->q[st->nq].hash = h;
+    st->nq++;
+}
+
+int sl_rowstate_image(const sl_rowstate *s, int64_t v, const char **row)
+{
+    size_t i;
+
+    if (v <= 0)
+        return 0;
+    if (v == s->v) {
+        *row = s->deleted ? NULL : s->row;
+        return 1;
+    }
+    for (i = 0; i < s->nimgs; i++)
+        if (s->imgs[i].v == v) {
+            *row = s->imgs[i].deleted ? NULL : s->imgs[i].row;
+            return 1;
+        }
+    return 0;
+}
+
+static bool referenced(const sl_rowstate *s, int64_t v)
+{
+    size_t i, k;
+
+    for (i = 0; i < s->nsites; i++) {
+        const sl_rs_site *st = &s->sites[i];
+
+        if (st->held == v)
+            return true;
+        /* the newest few in flight: the bases a site may soon write on */
+        for (k = st->nq > SL_RS_QUEUED_IMAGES ? st->nq - SL_RS_QUEUED_IMAGES : 0; k < st->nq; k++)
+            if (st->q[k].v == v)
+                return true;
+    }
+    return false;
+}
+
+void sl_rowstate_gc(sl_rowstate *s)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < s->nimgs; i++) {
+        if (s->imgs[i].v != s->v && referenced(s, s->imgs[i].v))
+            s->imgs[n++] = s->imgs[i];
+        else
+            free(s->imgs[i].row);
+    }
+    s->nimgs = n;
+}
+
+static void add_img(sl_rowstate *s, int64_t v, bool deleted, char *row)
+{
+    if (s->nimgs == s->capimgs) {
+        s->capimgs = s->capimgs ? s->capimgs * 2 : 2;
+        s->imgs = sl_xrealloc(s->imgs, s->capimgs * sizeof(*s->imgs));
+    }
+    s->imgs[s->nimgs].v = v;
+    s->imgs[s->nimgs].deleted = deleted;
+    s->imgs[s->nimgs].row = row;
+    s->nimgs++;
+}
+
+void sl_rowstate_set_version(sl_rowstate *s, int64_t v, const char *writer, int64_t ts, sl_str pos,
+                             bool deleted, sl_str row, uint64_t hash)
+{
+    if (s->v > 0) {
+        add_img(s, s->v, s->deleted, s->row); /* ownership moves */
+        s->row = NULL;
+    }
+    free(s->row);
+    free(s->writer);
+    free(s->pos);
+    s->v = v;
+    s->writer = sl_xstrdup(writer);
+    s->ts = ts;
+    s->pos = sl_xstrndup(pos.p ? pos.p : "", pos.len);
+    s->deleted = deleted;
+    s->row = deleted ? NULL : sl_xstrndup(row.p, row.len);
+    s->hash = hash;
+    sl_rowstate_gc(s);
+}
+
+/* ---- the document ------------------------------------------------------------ */
+
+/* printf is a tenth of the time of writing a document: hand-rolled. */
+static void put_hash(sl_buf *b, uint64_t h)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[18];
+    int i;
+
+    tmp[0] = tmp[17] = '"';
+    for (i = 16; i >= 1; i--, h >>= 4)
+        tmp[i] = hex[h & 15];
+    sl_buf_append(b, tmp, sizeof(tmp));
+}
+
+static void put_i64(sl_buf *b, int64_t v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    sl_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+static void put_opt_str(sl_buf *b, const char *s)
+{
+    if (s)
+        sl_buf_json_str(b, s, strlen(s));
+    else
+        sl_buf_puts(b, "null");
+}
+
+void sl_rowstate_write(const sl_rowstate *s, sl_buf *out)
+{
+    size_t i, k;
+
+    sl_buf_puts(out, "{\"v\":");
+    put_i64(out, s->v);
+    sl_buf_puts(out, ",\"w\":");
+    put_opt_str(out, s->writer);
+    sl_buf_puts(out, ",\"ts\":");
+    put_i64(out, s->ts);
+    sl_buf_puts(out, ",\"p\":");
+    put_opt_str(out, s->pos);
+    sl_buf_puts(out, s->deleted ? ",\"d\":true,\"h\":" : ",\"d\":false,\"h\":");
+    put_hash(out, s->hash);
+    sl_buf_puts(out, ",\"row\":");
+    sl_buf_puts(out, s->row && !s->deleted ? s->row : "null");
+    sl_buf_puts(out, ",\"s\":[");
+    for (i = 0; i < s->nsites; i++) {
+        const sl_rs_site *st = &s->sites[i];
+
+        sl_buf_puts(out, i ? ",{\"n\":" : "{\"n\":");
+        put_opt_str(out, st->name);
+        sl_buf_puts(out, ",\"p\":");
+        put_opt_str(out, st->pos);
+        sl_buf_puts(out, ",\"h\":");
+        put_i64(out, st->held);
+        sl_buf_puts(out, ",\"q\":[");
+        for (k = 0; k < st->nq; k++) {
+            sl_buf_puts(out, k ? ",[" : "[");
+            put_i64(out, st->q[k].v);
+            sl_buf_putc(out, ',');
+            put_hash(out, st->q[k].hash);
+            sl_buf_putc(out, ']');
+        }
+        sl_buf_puts(out, "]}");
+    }
+    sl_buf_puts(out, "],\"i\":[");
+    for (i = 0; i < s->nimgs; i++) {
+        sl_buf_puts(out, i ? ",[" : "[");
+        put_i64(out, s->imgs[i].v);
+        sl_buf_puts(out, s->imgs[i].deleted ? ",true," : ",false,");
+        sl_buf_puts(out, s->imgs[i].row ? s->imgs[i].row : "null");
+        sl_buf_putc(out, ']');
+    }
+    sl_buf_puts(out, "]}");
+}
+
+static int bad(sl_error *err, const char *what)
+{
+    return sl_error_set(err, SL_ERR_STORE, "corrupt row state in the store: %s", what);
+}
+
+static bool get_i64(const sl_json *j, int t, int64_t *out)
+{
+    char tmp[32];
+    sl_str r;
+    char *end;
+
+    if (t < 0 || j->tok[t].type != SL_J_NUMBER)
+        return false;
+    r = sl_json_raw(j, t);
+    if (r.len == 0 || r.len >= sizeof(tmp))
+        return false;
+    memcpy(tmp, r.p, r.len);
+    tmp[r.len] = '\0';
+    *out = strtoll(tmp, &end, 10);
+    return *end == '\0';
+}
+
+static bool get_hash(const sl_json *j, int t, uint64_t *out)
+{
+    char tmp[24];
+    sl_str r;
+    char *end;
+
+    if (t < 0 || j->tok[t].type != SL_J_STRING)
+        return false;
+    r = sl_json_raw(j, t);
+    if (r.len < 3 || r.len - 2 >= sizeof(tmp))
+        return false;
+    memcpy(tmp, r.p + 1, r.len - 2);
+    tmp[r.len - 2] = '\0';
+    *out = strtoull(tmp, &end, 16);
+    return *end == '\0';
+}
+
+/* A string or null member: a malloc'ed copy (NULL for null). */
+static bool get_str(const sl_json *j, int t, char **out)
+{
+    sl_buf b = SL_BUF_INIT;
+
+    *out = NULL;
+    if (t < 0)
+        return false;
+    if (j->tok[t].type == SL_J_NULL)
+        return true;
+    if (j->tok[t].type != SL_J_STRING)
+        return false;
+    sl_json_unescape(j, t, &b);
+    *out = b.data ? b.data : sl_xstrdup("");
+    return true;
+}
+
+static char *get_row(const sl_json *j, int t)
+{
+    sl_str r;
+
+    if (t < 0 || j->tok[t].type != SL_J_OBJECT)
+        return NULL;
+    r = sl_json_raw(j, t);
+    return sl_xstrndup(r.p, r.len);
+}
+
+int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
+{
+    sl_json j;
+    int rc = -1, t, e, q;
+
+    sl_rowstate_free(s);
+    sl_json_init(&j);
+    if (sl_json_parse(&j, doc, len, err) != 0 || j.tok[0].type != SL_J_OBJECT) {
+        bad(err, "not a JSON object");
+        goto out;
+    }
+    t = sl_json_get(&j, 0, "d", 1);
+    s->deleted = t >= 0 && j.tok[t].type == SL_J_TRUE;
+    if (!get_i64(&j, sl_json_get(&j, 0, "v", 1), &s->v) ||
+        !get_i64(&j, sl_json_get(&j, 0, "ts", 2), &s->ts) ||
+        !get_str(&j, sl_json_get(&j, 0, "w", 1), &s->writer) ||
+        !get_str(&j, sl_json_get(&j, 0, "p", 1), &s->pos) ||
+        !get_hash(&j, sl_json_get(&j, 0, "h", 1), &s->hash)) {
+        bad(err, "version fields");
+        goto out;
+    }
+    s->row = get_row(&j, sl_json_get(&j, 0, "row", 3));
+    t = sl_json_get(&j, 0, "s", 1);
+    if (t < 0 || j.tok[t].type != SL_J_ARRAY) {
+        bad(err, "no sites");
+        goto out;
+    }
+    for (e = sl_json_elem_first(&j, t); e >= 0; e = sl_json_elem_next(&j, t, e)) {
+        char *name = NULL;
+        sl_rs_site *st;
+        int qa;
+
+        if (!get_str(&j, sl_json_get(&j, e, "n", 1), &name) || name == NULL) {
+            free(name);
+            bad(err, "site name");
+            goto out;
+        }
+        st = sl_rowstate_site(s, name);
+        free(name);
+        if (!get_str(&j, sl_json_get(&j, e, "p", 1), &st->pos) ||
+            !get_i64(&j, sl_json_get(&j, e, "h", 1), &st->held)) {
+            bad(err, "site fields");
+            goto out;
+        }
+        qa = sl_json_get(&j, e, "q", 1);
+        if (qa < 0 || j.tok[qa].type != SL_J_ARRAY) {
+            bad(err, "site queue");
+            goto out;
+        }
+        for (q = sl_json_elem_first(&j, qa); q >= 0; q = sl_json_elem_next(&j, qa, q)) {
+            int a = sl_json_elem_first(&j, q);
+            int64_t v;
+            uint64_t h;
+
+            if (a < 0 || !get_i64(&j, a, &v) || !get_hash(&j, sl_json_elem_next(&j, q, a), &h)) {
+                bad(err, "queue entry");
+                goto out;
+            }
+            sl_rowstate_queue(st, v, h);
+        }
+    }
+    t = sl_json_get(&j, 0, "i", 1);
+    if (t >= 0 && j.tok[t].type == SL_J_ARRAY) {
+        for (e = sl_json_elem_first(&j, t); e >= 0; e = sl_json_elem_next(&j, t, e)) {
+            int a = sl_json_elem_first(&j, e), b, c;
+            int64_t v;
+
+            b = a >= 0 ? sl_json_elem_next(&j, e, a) : -1;
+            c = b >= 0 ? sl_json_elem_next(&j, e, b) : -1;
+            if (a < 0 || c < 0 || !get_i64(&j, a, &v)) {
+                bad(err, "image");
+                goto out;
+            }
+            add_img(s, v, j.tok[b].type == SL_J_TRUE, get_row(&j, c));
+        }
+    }
+    rc = 0;
+out:
+    sl_json_free(&j);
+    if (rc != 0)
+        sl_rowstate_free(s);
+    return rc;
+}
