@@ -1047,6 +1047,34 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         return 0;
     }
 
+    /* 2b. what the site already holds, reported again: the echo of a
+     * version delivered twice (outputs are at least once), or an update
+     * that changed nothing there */
+    if (me->held > 0) {
+        const char *hrow = NULL;
+
+        if (sl_rowstate_image(rs, me->held, &hrow) == 1) {
+            uint64_t hh = SL_EVENT_HASH_DELETED;
+
+            if (hrow) {
+                sl_error e;
+
+                if (sl_json_parse(&w->imgj, hrow, strlen(hrow), &e) == 0)
+                    hh = sl_image_hash(&w->imgj, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
+                else
+                    hh = 0;
+            }
+            if (!me->nq)
+                h_me = sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
+            if (hh == h_me) {
+                it->verdict = SL_VERDICT_ECHO;
+                count(&w->c.echo);
+                push_seen(w, it, rs);
+                return 0;
+            }
+        }
+    }
+
     sl_pool_reset(&w->arena);
     ctx.ev = ev;
     ctx.origin.p = origin;
@@ -1166,8 +1194,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
          * it gets the current version back */
         sl_siteset to;
 
-        if (me->nq == 0)
-            me->held = SL_HELD_OWN;
+        me->held = SL_HELD_OWN; /* until what is queued to it arrives */
         memset(&to, 0, sizeof(to));
         sl_siteset_add(&to, it->origin);
         vi.v = rs->v;
@@ -1199,7 +1226,9 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         me->held = SL_HELD_OWN;
         sl_rowstate_set_version(rs, rs->v + 1, origin, ts, ev->position, in_del && !merged, row,
                                 in_del && !merged ? SL_EVENT_HASH_DELETED : hh);
-        if (!merged && me->nq == 0)
+        /* its own change is what it holds now, even with older versions
+         * still on their way (they are followed by this one again) */
+        if (!merged)
             me->held = rs->v;
         if (merged || me->nq > 0)
             sl_siteset_add(&dests, it->origin);

@@ -31,7 +31,7 @@
  * forgotten), and how many of the newest in-flight versions keep their
  * image as a possible merge base. */
 #define SL_RS_QUEUE_MAX     1024
-#define SL_RS_QUEUED_IMAGES 4
+#define SL_RS_QUEUED_IMAGES 32
 
 typedef struct sl_rs_sent {
     int64_t v;
