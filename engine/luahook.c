@@ -226,6 +226,23 @@ static int text_load(lua_State *L)
     return lua_gettop(L);
 }
 
+/* setmetatable() that refuses a __gc field: Lua runs finalizers with hooks
+ * off, so one that loops would hang the worker beyond any limit. Lua only
+ * registers a finalizer when the field is there at setmetatable time. */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "__gc metamethods are not allowed in conflict hooks");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* package.searchers[2]: Lua modules on package.path, text only. */
 static int search_lua(lua_State *L)
 {
@@ -299,6 +316,9 @@ static int open_sandbox(lua_State *L)
     lua_getfield(L, 1, "load");
     lua_pushcclosure(L, text_load, 1);
     lua_setfield(L, 1, "load");
+    lua_getfield(L, 1, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setfield(L, 1, "setmetatable");
 
     lua_getfield(L, 1, LUA_OSLIBNAME);
     set_nil(L, 2, os_off);
@@ -327,6 +347,10 @@ static int open_sandbox(lua_State *L)
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "sluice.array");
     lua_setfield(L, -2, "__name");
+    /* protected: getmetatable(t) gives "sluice.array", and nobody can add a
+     * __gc to the table every JSON array gets */
+    lua_pushliteral(L, "sluice.array");
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &array_key);
     lua_createtable(L, 0, 2);
     lua_pushlightuserdata(L, NULL_PTR);
@@ -371,7 +395,13 @@ static int build_state(sl_lua *S, sl_error *err)
         lua_pushcfunction(L, msgh);
         status = luaL_loadbufferx(L, p, len, S->chunk[i], "t");
         if (status == LUA_ERRSYNTAX) {
-            sl_error_set(err, SL_ERR_PARSE, "%s", lua_tostring(L, -1));
+            const char *msg = lua_tostring(L, -1);
+
+            /* Lua says "path:line: ..." except for a binary chunk */
+            if (strncmp(msg, path, strlen(path)) == 0)
+                sl_error_set(err, SL_ERR_PARSE, "%s", msg);
+            else
+                sl_error_set(err, SL_ERR_PARSE, "%s: %s", path, msg);
             goto out;
         }
         if (status != LUA_OK) {
@@ -382,9 +412,12 @@ static int build_state(sl_lua *S, sl_error *err)
         if (status != LUA_OK) {
             const char *msg = lua_tostring(L, -1);
 
-            if (S->instr_hit && !strstr(msg, "instruction limit"))
-                sl_error_set(err, SL_ERR_INVALID, "lua file '%s': instruction limit exceeded: %s",
-                             path, msg);
+            if (status != LUA_ERRMEM && S->instr_hit && !strstr(msg, "instruction limit"))
+                sl_error_set(err, SL_ERR_INVALID,
+                             "lua file '%s': instruction limit of %llu exceeded: %s", path,
+                             (unsigned long long)S->max_instr, msg);
+            else if (status != LUA_ERRMEM && S->instr_hit)
+                sl_error_set(err, SL_ERR_INVALID, "lua file '%s': %s", path, msg);
             else if (status == LUA_ERRMEM || S->mem_hit)
                 sl_error_set(err, SL_ERR_INVALID,
                              "lua file '%s': memory limit of %zu bytes exceeded: %s", path,

@@ -22,7 +22,9 @@
  * integers; floats are written in the shortest form that reads back to the
  * same double, and an integral float keeps a fraction (3.0), so a float
  * never turns into an integer on the way back. NaN and infinities, keys that
- * are not strings, and functions/userdata/threads are errors.
+ * are not strings, and functions/userdata/threads are errors. Strings are
+ * written as they are; bytes that are not valid UTF-8 become \u00XX escapes
+ * (sl_buf_json_str), the only lossy case.
  * A nested table is an array when it is marked (it came from a JSON array or
  * went through sluice.array) or when all its keys are 1..n; an unmarked
  * empty table is an object ({}).
@@ -36,15 +38,25 @@
  * empty). `load` accepts text chunks only, as do the hook files and
  * `require` (binary chunks can crash the VM). `require "name"` finds
  * name.lua and name/init.lua in the directories of the hook files.
+ * setmetatable refuses a metatable with a __gc field: Lua runs finalizers
+ * with hooks off, where no limit could stop them. The array marker is a
+ * protected metatable: getmetatable(t) == "sluice.array" tells arrays.
+ *
+ * FN is looked up raw in the globals (a strict-mode __index on _G does not
+ * run for it).
  *
  * Limits (per call; also per file while the files are loaded): an
  * instruction budget counted by a Lua count hook, and a ceiling on the bytes
- * the state holds, enforced by its allocator. Code that catches the limit
- * error with pcall is stopped again at its next instruction. A C function
- * that runs long without executing Lua instructions (a pathological
- * string.find pattern) is not interrupted. After a call fails on the memory
- * limit, the state is rebuilt from the files' bytes as read by sl_lua_new
- * (globals the hooks kept are lost); the files are not read again.
+ * the state holds, enforced by its allocator. Growing memory also spends
+ * budget, one instruction per 256 bytes asked for (granted or not), because
+ * C functions such as string.rep work in proportion to what they allocate
+ * without running instructions; a hook that allocates less than a few MB
+ * per call will not notice. Code that catches a limit error with pcall is
+ * stopped again at its next instruction. A C function that runs long
+ * without allocating (a pathological string.find pattern) is not
+ * interrupted. After a call fails on the memory limit, the state is rebuilt
+ * from the files' bytes as read by sl_lua_new (globals the hooks kept are
+ * lost); the files are not read again. Other failures keep the state.
  */
 #ifndef SL_LUAHOOK_H
 #define SL_LUAHOOK_H

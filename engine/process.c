@@ -1031,47 +1031,49 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         free(me->pos);
         me->pos = sl_xstrndup(ev->position.p, ev->position.len);
     }
-    /* 2. an echo of a version sent to this site: its acknowledgement */
-    h_me = me->nq ? sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch) : 0;
+    /* 2. an echo of a version sent to this site: its acknowledgement. The
+     * site applies what it was sent in order, and every live version makes
+     * a CDC event there, so the echo is of the first entry - or of a later
+     * one when only deletes (of a row it may not have had) come before. */
+    h_me = sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
     for (k = 0; k < me->nq; k++)
-        if (me->q[k].hash == h_me)
+        if (me->q[k].hash == h_me || me->q[k].hash != SL_EVENT_HASH_DELETED)
             break;
-    if (me->nq && k < me->nq) {
-        me->held = me->q[k].v;
-        memmove(me->q, me->q + k + 1, (me->nq - k - 1) * sizeof(*me->q));
-        me->nq -= k + 1;
+    if (k < me->nq && me->q[k].hash == h_me) {
+        sl_rowstate_ack(me, k);
         sl_rowstate_gc(rs);
         it->verdict = SL_VERDICT_ECHO;
         count(&w->c.echo);
         push_seen(w, it, rs);
         return 0;
     }
+    /* 2b. a version the site acknowledged before, reported again: a repeated
+     * delivery (outputs are at least once) applied after newer ones. The
+     * site now holds that old version: it is not a change of the site, and
+     * the current version goes back to it unless it is on its way already.
+     * (Deletes carry no content and never count as repeats.) */
+    if (h_me != SL_EVENT_HASH_DELETED) {
+        for (k = me->nacked; k-- > 0;)
+            if (me->acked[k].hash == h_me)
+                break;
+        if (k < me->nacked) {
+            sl_siteset to;
 
-    /* 2b. what the site already holds, reported again: the echo of a
-     * version delivered twice (outputs are at least once), or an update
-     * that changed nothing there */
-    if (me->held > 0) {
-        const char *hrow = NULL;
-
-        if (sl_rowstate_image(rs, me->held, &hrow) == 1) {
-            uint64_t hh = SL_EVENT_HASH_DELETED;
-
-            if (hrow) {
-                sl_error e;
-
-                if (sl_json_parse(&w->imgj, hrow, strlen(hrow), &e) == 0)
-                    hh = sl_image_hash(&w->imgj, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
-                else
-                    hh = 0;
+            me->held = me->acked[k].v;
+            it->verdict = SL_VERDICT_ECHO;
+            count(&w->c.echo);
+            if (rs->v > 0 && sl_rowstate_will_hold(me) != rs->v) {
+                memset(&to, 0, sizeof(to));
+                sl_siteset_add(&to, it->origin);
+                vi.v = rs->v;
+                vi.writer = rs->writer;
+                vi.pos.p = rs->pos ? rs->pos : "";
+                vi.pos.len = strlen(vi.pos.p);
+                send_version(w, it, rs, &to, false, &vi);
             }
-            if (!me->nq)
-                h_me = sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
-            if (hh == h_me) {
-                it->verdict = SL_VERDICT_ECHO;
-                count(&w->c.echo);
-                push_seen(w, it, rs);
-                return 0;
-            }
+            sl_rowstate_gc(rs);
+            push_seen(w, it, rs);
+            return 0;
         }
     }
 

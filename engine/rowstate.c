@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "json.h"
 #include "rowstate.h"
 
@@ -82,6 +83,24 @@ void sl_rowstate_queue(sl_rs_site *st, int64_t v, uint64_t h)
     st->q[st->nq].v = v;
     st->q[st->nq].hash = h;
     st->nq++;
+}
+
+void sl_rowstate_ack(sl_rs_site *st, size_t k)
+{
+    size_t i;
+
+    for (i = 0; i <= k && i < st->nq; i++) {
+        if (st->q[i].hash == SL_EVENT_HASH_DELETED)
+            continue; /* a repeated delete proves nothing: it has no content */
+        if (st->nacked == SL_RS_ACKED) {
+            memmove(st->acked, st->acked + 1, (SL_RS_ACKED - 1) * sizeof(*st->acked));
+            st->nacked--;
+        }
+        st->acked[st->nacked++] = st->q[i];
+    }
+    st->held = st->q[k].v;
+    memmove(st->q, st->q + k + 1, (st->nq - k - 1) * sizeof(*st->q));
+    st->nq -= k + 1;
 }
 
 int sl_rowstate_image(const sl_rowstate *s, int64_t v, const char **row)
@@ -235,6 +254,14 @@ void sl_rowstate_write(const sl_rowstate *s, sl_buf *out)
             put_hash(out, st->q[k].hash);
             sl_buf_putc(out, ']');
         }
+        sl_buf_puts(out, "],\"a\":[");
+        for (k = 0; k < st->nacked; k++) {
+            sl_buf_puts(out, k ? ",[" : "[");
+            put_i64(out, st->acked[k].v);
+            sl_buf_putc(out, ',');
+            put_hash(out, st->acked[k].hash);
+            sl_buf_putc(out, ']');
+        }
         sl_buf_puts(out, "]}");
     }
     sl_buf_puts(out, "],\"i\":[");
@@ -373,6 +400,22 @@ int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
                 goto out;
             }
             sl_rowstate_queue(st, v, h);
+        }
+        qa = sl_json_get(&j, e, "a", 1);
+        if (qa >= 0 && j.tok[qa].type == SL_J_ARRAY) {
+            for (q = sl_json_elem_first(&j, qa); q >= 0; q = sl_json_elem_next(&j, qa, q)) {
+                int a = sl_json_elem_first(&j, q);
+                int64_t v;
+                uint64_t h;
+
+                if (a < 0 || !get_i64(&j, a, &v) ||
+                    !get_hash(&j, sl_json_elem_next(&j, q, a), &h) || st->nacked == SL_RS_ACKED) {
+                    bad(err, "acknowledged entry");
+                    goto out;
+                }
+                st->acked[st->nacked].v = v;
+                st->acked[st->nacked++].hash = h;
+            }
         }
     }
     t = sl_json_get(&j, 0, "i", 1);

@@ -31,6 +31,7 @@
  * forgotten), and how many of the newest in-flight versions keep their
  * image as a possible merge base. */
 #define SL_RS_QUEUE_MAX     1024
+#define SL_RS_ACKED         4
 #define SL_RS_QUEUED_IMAGES 32
 
 typedef struct sl_rs_sent {
@@ -44,6 +45,11 @@ typedef struct sl_rs_site {
     int64_t held;
     sl_rs_sent *q; /* sent, not acknowledged, oldest first */
     size_t nq, capq;
+    /* the last versions it acknowledged, oldest first: a repeated delivery
+     * of one of them (outputs are at least once) comes back as an old
+     * content that is not a change of the site */
+    sl_rs_sent acked[SL_RS_ACKED];
+    size_t nacked;
 } sl_rs_site;
 
 typedef struct sl_rs_img {
@@ -90,5 +96,8 @@ void sl_rowstate_set_version(sl_rowstate *s, int64_t v, const char *writer, int6
 void sl_rowstate_gc(sl_rowstate *s);
 /* Record that version v (hash h of what was sent) went to st. */
 void sl_rowstate_queue(sl_rs_site *st, int64_t v, uint64_t h);
+/* The site applied queue entry k: it and the entries before it leave the
+ * queue, the live ones join the acknowledged history; held = its version. */
+void sl_rowstate_ack(sl_rs_site *st, size_t k);
 
 #endif

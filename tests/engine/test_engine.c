@@ -124,20 +124,26 @@ static void unload(jfile *f)
     f->n = 0;
 }
 
-/* Token at a dotted path ("value.after.email"), or -1. */
+/* Token at a dotted path ("value.after.email"), or -1. "\\." is a dot
+ * inside a name ("headers.sluice\\.version"). */
 static int jat(const sl_json *j, const char *dotted)
 {
     char part[128];
-    const char *s = dotted, *dot;
+    const char *s = dotted;
+    size_t n;
     int t = 0;
 
     while (t >= 0 && *s) {
-        dot = strchr(s, '.');
-        if (dot == NULL)
-            dot = s + strlen(s);
-        snprintf(part, sizeof(part), "%.*s", (int)(dot - s), s);
-        t = sl_json_get(j, t, part, strlen(part));
-        s = *dot ? dot + 1 : dot;
+        n = 0;
+        while (*s && *s != '.' && n + 1 < sizeof(part)) {
+            if (s[0] == '\\' && s[1] == '.')
+                s++;
+            part[n++] = *s++;
+        }
+        part[n] = '\0';
+        t = sl_json_get(j, t, part, n);
+        if (*s == '.')
+            s++;
     }
     return t;
 }
@@ -1013,6 +1019,127 @@ static void test_sighup_reload(void **state)
 
 /* ---- the command line -------------------------------------------------------- */
 
+/* ---- the consolidated view through the binary: echoes, conflicts, strategies -- */
+
+static const char conflict_rules[] =
+    "site central hub priority 100;\nsite s1, s2;\n"
+    "lua \"hook.lua\";\n"
+    "topic \"o.{dest}.{table}\";\n"
+    "table public.t_latest { key (id); route * -> *; }\n"
+    "table public.t_manual { key (id); route * -> *; on conflict manual; }\n"
+    "table public.t_pts { key (id); route * -> *; on conflict lua addpts; }\n";
+
+static const char conflict_lua[] =
+    "function addpts(base, current, incoming, ctx)\n"
+    "  if incoming.pts < 0 then error('negative points from ' .. ctx.incoming_site) end\n"
+    "  local row = {}\n"
+    "  for k, v in pairs(current) do row[k] = v end\n"
+    "  row.pts = current.pts + incoming.pts - ((base and base.pts) or 0)\n"
+    "  return row\n"
+    "end\n";
+
+/* The sluice.version headers of a topic file, in order ("1,2,3"). */
+static void versions_of(const char *file, char *out, size_t n)
+{
+    jfile f = load(file);
+    size_t i, len = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < f.n && len + 8 < n; i++) {
+        const char *h = jraw(&f.v[i], "headers.sluice\\.version"); /* a JSON string */
+
+        len += (size_t)snprintf(out + len, n - len, "%s%.*s", i ? "," : "",
+                                (int)(strlen(h) >= 2 ? strlen(h) - 2 : 0), h + 1);
+    }
+    unload(&f);
+}
+
+static void test_conflicts(void **state)
+{
+    sl_buf in = SL_BUF_INIT;
+    char v[256];
+    jfile f;
+    size_t len;
+    char *out;
+
+    write_file(path("c.rules"), conflict_rules);
+    write_file(path("hook.lua"), conflict_lua);
+    /* pg_event: source ts_ms = 1700000000000 + lsn */
+    pg_event(&in, "s1", "t_latest", 'c', 10, NULL, "{\"id\":1,\"a\":\"x\"}");
+    pg_event(&in, "s2", "t_latest", 'c', 20, NULL, "{\"id\":1,\"a\":\"x\"}");      /* echo */
+    pg_event(&in, "central", "t_latest", 'c', 25, NULL, "{\"id\":1,\"a\":\"x\"}"); /* echo */
+    pg_event(&in, "s1", "t_latest", 'u', 40, NULL, "{\"id\":1,\"a\":\"s1\"}");     /* v2 */
+    /* s2 changed it without having seen v2, earlier: loses */
+    pg_event(&in, "s2", "t_latest", 'u', 35, NULL, "{\"id\":1,\"a\":\"s2\"}");
+    /* again, later: wins; v2 still in flight to s2, so v3 is sent behind it */
+    pg_event(&in, "s2", "t_latest", 'u', 50, NULL, "{\"id\":1,\"a\":\"s2b\"}");
+    pg_event(&in, "s2", "t_latest", 'u', 50, NULL, "{\"id\":1,\"a\":\"s2b\"}"); /* duplicate */
+    pg_event(&in, "s1", "t_manual", 'c', 60, NULL, "{\"id\":2,\"a\":\"s1\"}");
+    pg_event(&in, "s2", "t_manual", 'c', 61, NULL, "{\"id\":2,\"a\":\"s2\"}");
+    pg_event(&in, "s1", "t_pts", 'c', 70, NULL, "{\"id\":3,\"pts\":10}");
+    pg_event(&in, "s2", "t_pts", 'c', 71, NULL, "{\"id\":3,\"pts\":5}");
+    pg_event(&in, "s1", "t_pts", 'c', 80, NULL, "{\"id\":4,\"pts\":2}");
+    pg_event(&in, "s2", "t_pts", 'c', 81, NULL, "{\"id\":4,\"pts\":-1}");
+    write_file(path("c.jsonl"), in.data);
+    sl_buf_free(&in);
+
+    assert_int_equal(sh("'%s' run -q --threads 2 --input '%s' --output '%s' --store 'sqlite:%s' "
+                        "--stats '%s' '%s'",
+                        bin, path("c.jsonl"), path("cout"), path("c.db"), path("c.stats"),
+                        path("c.rules")),
+                     0);
+    /* t_latest: every version reaches every site that does not hold it */
+    versions_of(path("cout/o.central.t_latest.jsonl"), v, sizeof(v));
+    assert_string_equal(v, "1,2,3");
+    versions_of(path("cout/o.s2.t_latest.jsonl"), v, sizeof(v));
+    assert_string_equal(v, "1,2,3");
+    versions_of(path("cout/o.s1.t_latest.jsonl"), v, sizeof(v));
+    assert_string_equal(v, "3");
+    f = load(path("cout/o.s1.t_latest.jsonl"));
+    assert_string_equal(jraw(&f.v[0], "value.after.a"), "\"s2b\"");
+    assert_string_equal(jraw(&f.v[0], "headers.sluice\\.origin"), "\"s2\"");
+    unload(&f);
+    assert_int_equal(stat_of(path("c.stats"), "echoes"), 2);
+    assert_int_equal(stat_of(path("c.stats"), "duplicates"), 1);
+    assert_int_equal(stat_of(path("c.stats"), "conflicts"), 5);
+    assert_int_equal(stat_of(path("c.stats"), "manual"), 2);
+
+    /* the operator's view */
+    assert_int_equal(sh("'%s' conflicts --store 'sqlite:%s' --status open --json > '%s'", bin,
+                        path("c.db"), path("open.jsonl")),
+                     0);
+    f = load(path("open.jsonl"));
+    assert_int_equal(f.n, 2);
+    out = slurp(path("open.jsonl"), &len);
+    assert_non_null(strstr(out, "\"table\":\"public.t_manual\""));
+    assert_non_null(strstr(out, "negative points from s2"));
+    free(out);
+    unload(&f);
+    /* the Lua merge: both sites' points count, and s2 gets the merged row too */
+    f = load(path("cout/o.s2.t_pts.jsonl"));
+    assert_true(f.n >= 2);
+    assert_string_equal(jraw(&f.v[1], "value.after.pts"), "15");
+    assert_string_equal(jraw(&f.v[1], "headers.sluice\\.version"), "\"2\"");
+    unload(&f);
+    assert_int_equal(sh("'%s' conflicts --store 'sqlite:%s' --table public.t_latest --site s2 "
+                        "--json > '%s'",
+                        bin, path("c.db"), path("lat.jsonl")),
+                     0);
+    f = load(path("lat.jsonl"));
+    assert_int_equal(f.n, 2);
+    /* s2's first change lost to s1's, its second won */
+    {
+        const char *r0 = jraw(&f.v[0], "result.a"), *r1 = jraw(&f.v[1], "result.a");
+
+        assert_true((strcmp(r0, "\"s1\"") == 0 && strcmp(r1, "\"s2b\"") == 0) ||
+                    (strcmp(r0, "\"s2b\"") == 0 && strcmp(r1, "\"s1\"") == 0));
+        assert_string_equal(jraw(&f.v[0], "strategy"), "\"latest\"");
+    }
+    unload(&f);
+    assert_int_equal(
+        sh("'%s' conflicts decide nosuchid --store 'sqlite:%s' 2>/dev/null", bin, path("c.db")), 1);
+}
+
 static void test_cli(void **state)
 {
     size_t len;
@@ -1090,6 +1217,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_kill9_loses_nothing),
         cmocka_unit_test(test_sighup_reload),
+        cmocka_unit_test(test_conflicts),
         cmocka_unit_test(test_cli),
     };
 
