@@ -16,6 +16,7 @@
 #include "../connectors/store.h"
 #include "cli.h"
 #include "json.h"
+#include "luahook.h"
 #include "pipeline.h"
 #include "process.h"
 
@@ -120,6 +121,20 @@ static sl_program *compile(char **files, int nfiles)
         fputs(out.data, stderr);
     sl_buf_free(&out);
     sl_diags_free(&d);
+    if (p != NULL && p->nlua > 0) {
+        /* the Lua files load, and every `on conflict lua FN` names a function */
+        sl_error err;
+        sl_lua *L;
+
+        sl_error_clear(&err);
+        L = sl_lua_new(p, &err);
+        if (L == NULL || sl_lua_check_program(L, p, &err) != 0) {
+            fprintf(stderr, "sluice: %s\n", err.msg);
+            sl_program_unref(p);
+            p = NULL;
+        }
+        sl_lua_free(L);
+    }
     return p;
 }
 
