@@ -993,6 +993,15 @@ static void record_conflict(sl_proc *w, sl_item *it, const sl_rowstate *rs_befor
         count(&w->c.manual);
 }
 
+/* The site holds content of its own (not a version): remember it as the
+ * base of its next change. */
+static void set_own(sl_rs_site *st, const char *row)
+{
+    free(st->own);
+    st->own = row ? sl_xstrdup(row) : NULL;
+    st->held = SL_HELD_OWN;
+}
+
 static int64_t change_ts(const sl_event *ev)
 {
     return ev->source_ts_ms ? ev->source_ts_ms : ev->ts_ms;
@@ -1140,6 +1149,8 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
 
         if (me->held > 0 && sl_rowstate_image(rs, me->held, &brow) == 1)
             base.row = brow;
+        else if (me->held == SL_HELD_OWN)
+            base.row = me->own; /* its own content, which lost or was merged */
         if (t->conflict.kind == SL_CONFLICT_LUA && !in_del && !rs->deleted) {
             L = lua_for(w, p, &w->reason);
             snprintf(rule, sizeof(rule), "%s:%d:%d",
@@ -1196,7 +1207,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
          * it gets the current version back */
         sl_siteset to;
 
-        me->held = SL_HELD_OWN; /* until what is queued to it arrives */
+        set_own(me, in_del ? NULL : w->img.data); /* until what is queued to it arrives */
         memset(&to, 0, sizeof(to));
         sl_siteset_add(&to, it->origin);
         vi.v = rs->v;
@@ -1223,15 +1234,17 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
             (void)sl_json_parse(&w->imgj, row.p, row.len, &e);
             hh = sl_image_hash(&w->imgj, NULL, &w->hscratch);
         }
-        /* the origin holds its own change (unless older versions are still on
-         * their way to it, or the result is a merge) */
+        /* no longer the version it held: its image may go with the gc */
         me->held = SL_HELD_OWN;
         sl_rowstate_set_version(rs, rs->v + 1, origin, ts, ev->position, in_del && !merged, row,
                                 in_del && !merged ? SL_EVENT_HASH_DELETED : hh);
         /* its own change is what it holds now, even with older versions
-         * still on their way (they are followed by this one again) */
+         * still on their way (they are followed by this one again); after
+         * a merge, its own content until the merge reaches it */
         if (!merged)
             me->held = rs->v;
+        else
+            set_own(me, in_del ? NULL : w->img.data);
         if (merged || me->nq > 0)
             sl_siteset_add(&dests, it->origin);
         vi.v = rs->v;

@@ -24,6 +24,7 @@ void sl_rowstate_init(sl_rowstate *s)
 
 static void site_free(sl_rs_site *st)
 {
+    free(st->own);
     free(st->name);
     free(st->pos);
     free(st->q);
@@ -254,7 +255,13 @@ void sl_rowstate_write(const sl_rowstate *s, sl_buf *out)
             put_hash(out, st->q[k].hash);
             sl_buf_putc(out, ']');
         }
-        sl_buf_puts(out, "],\"a\":[");
+        if (st->held == SL_HELD_OWN && st->own) {
+            sl_buf_puts(out, "],\"o\":");
+            sl_buf_puts(out, st->own);
+            sl_buf_puts(out, ",\"a\":[");
+        } else {
+            sl_buf_puts(out, "],\"a\":[");
+        }
         for (k = 0; k < st->nacked; k++) {
             sl_buf_puts(out, k ? ",[" : "[");
             put_i64(out, st->acked[k].v);
@@ -401,6 +408,7 @@ int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
             }
             sl_rowstate_queue(st, v, h);
         }
+        st->own = get_row(&j, sl_json_get(&j, e, "o", 1));
         qa = sl_json_get(&j, e, "a", 1);
         if (qa >= 0 && j.tok[qa].type == SL_J_ARRAY) {
             for (q = sl_json_elem_first(&j, qa); q >= 0; q = sl_json_elem_next(&j, qa, q)) {

@@ -50,6 +50,9 @@ typedef struct sl_rs_site {
      * content that is not a change of the site */
     sl_rs_sent acked[SL_RS_ACKED];
     size_t nacked;
+    /* held == SL_HELD_OWN: the content the site holds (its change that lost
+     * or went into a merge), the base of its next change; NULL: deleted */
+    char *own;
 } sl_rs_site;
 
 typedef struct sl_rs_img {

@@ -488,6 +488,10 @@ void sim_model_event(sim_model *m, int evid, sl_buf *desc, int *cls)
 
         k->conflicts++;
         baserow = bv ? bv->img : none;
+        /* based on its own earlier write that lost or went into a merge: that
+         * content is the base (docs/conflicts.md) */
+        if (!bv && w->base_kind == 2 && S->writes[w->base_w].result_v == -1)
+            baserow = S->writes[w->base_w].row;
         sb.row = &baserow;
         sb.ts = bv ? bv->ts : 0;
         sb.site = bv ? bv->writer : s;
