@@ -148,8 +148,8 @@ static int open_db(const char *path, sqlite3 **out, sl_error *err)
     sqlite3_busy_timeout(db, 60000);
     if (sqlite3_exec(
             db,
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; "
-            "PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=0;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; "
+            "PRAGMA mmap_size=0; PRAGMA wal_autocheckpoint=0;",
             NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(db, err, path);
         sqlite3_close(db);

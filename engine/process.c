@@ -130,12 +130,16 @@ typedef struct rentry {
     uint64_t h;
     uint32_t klen, tlen; /* key: table (tlen bytes) \x1f key */
     bool dirty;          /* changed since its document was last handed out */
+    uint32_t bytes;      /* its document's size when last written (the cache's budget) */
     sl_rowstate st;
     char key[];
 } rentry;
 
 #define CACHE_BUCKETS 65536
 #define CACHE_MAX     131072
+/* ... and at most about this many bytes of row state: rows that many sites
+ * have not acknowledged carry long queues (docs/conflicts.md). */
+#define CACHE_BYTES (24u << 20)
 /* While the store held no rows when the worker started, every row it has is
  * one this worker wrote: their hashes (up to this many) say a cache miss is
  * a new row without asking the store. */
@@ -200,7 +204,7 @@ struct sl_proc {
     sl_json imgj; /* a version image being sent */
 
     rentry **cache;
-    size_t ncache;
+    size_t ncache, cache_bytes;
     rentry *dirty;   /* rows whose document goes out with the next reset */
     uint64_t *known; /* open addressing, 0 = empty */
     size_t nknown, capknown;
@@ -279,6 +283,7 @@ static void cache_clear(sl_proc *w, bool all)
                 continue;
             }
             *link = next;
+            w->cache_bytes -= e->bytes;
             sl_rowstate_free(&e->st);
             free(e);
             w->ncache--;
@@ -613,7 +618,7 @@ static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
     for (e = *slot; e; e = e->next)
         if (e->h == h && e->klen == ck->len && memcmp(e->key, ck->data, ck->len) == 0)
             return &e->st;
-    if (w->ncache >= CACHE_MAX) {
+    if (w->ncache >= CACHE_MAX || w->cache_bytes >= CACHE_BYTES) {
         /* Forget it all and read from the store again - once everything
          * handed out has reached the store. */
         if (w->evict_hook)
@@ -626,6 +631,7 @@ static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
     e->klen = (uint32_t)ck->len;
     e->tlen = (uint32_t)it->qname.len;
     e->dirty = false;
+    e->bytes = 0;
     e->dnext = NULL;
     memcpy(e->key, ck->data, ck->len);
     sl_rowstate_init(&e->st);
@@ -719,6 +725,9 @@ static void push_docs(sl_proc *w)
         s->doc = w->seenb.len;
         sl_rowstate_write(&e->st, &w->seenb);
         s->doc_len = w->seenb.len - s->doc;
+        w->cache_bytes += s->doc_len + sizeof(*e) + e->klen;
+        w->cache_bytes -= e->bytes;
+        e->bytes = (uint32_t)(s->doc_len + sizeof(*e) + e->klen);
         e->dirty = false;
         e->dnext = NULL;
     }
@@ -1029,6 +1038,8 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     rs = state_get(w, it, err);
     if (rs == NULL)
         return -1;
+    /* only merges (per column or in Lua) need the base a site changed from */
+    rs->no_bases = t->conflict.kind != SL_CONFLICT_MERGE && t->conflict.kind != SL_CONFLICT_LUA;
     me = sl_rowstate_site(rs, origin);
     /* 1. stale or repeated: not newer than what this site sent before */
     if (ev->position.len && me->pos && poscmp(ev->position, me->pos, strlen(me->pos)) <= 0) {

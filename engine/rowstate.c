@@ -144,7 +144,7 @@ void sl_rowstate_gc(sl_rowstate *s)
     size_t i, n = 0;
 
     for (i = 0; i < s->nimgs; i++) {
-        if (s->imgs[i].v != s->v && referenced(s, s->imgs[i].v))
+        if (!s->no_bases && s->imgs[i].v != s->v && referenced(s, s->imgs[i].v))
             s->imgs[n++] = s->imgs[i];
         else
             free(s->imgs[i].row);

@@ -73,6 +73,7 @@ typedef struct sl_rowstate {
     size_t nsites, capsites;
     sl_rs_img *imgs; /* images of older versions still needed as bases */
     size_t nimgs, capimgs;
+    bool no_bases; /* not stored: the table's rule never merges, keep no old images */
 } sl_rowstate;
 
 void sl_rowstate_init(sl_rowstate *s);
