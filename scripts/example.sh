@@ -36,3 +36,6 @@ echo "== sluice run (second time, same input, same store): nothing is written tw
 echo
 echo "== sluice status"
 "$sluice" status --store "sqlite:$ex/sluice.db"
+echo
+echo "== sluice conflicts (the newest one; the retail stores change the same rows)"
+"$sluice" conflicts --store "sqlite:$ex/sluice.db" --limit 1
