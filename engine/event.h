@@ -144,6 +144,9 @@ int sl_event_row_image(const sl_event *ev, sl_buf *out);
  * keeps (NULL: all), independent of column order and JSON spacing or
  * escaping; SL_EVENT_HASH_DELETED when the change has no image. */
 uint64_t sl_event_row_hash(const sl_event *ev, const sl_colsel *sel, sl_buf *scratch);
+/* The same hash (all columns) for the change's `before` image, and how many
+ * columns it has (0 when there is none: then SL_EVENT_HASH_DELETED). */
+uint64_t sl_event_before_hash(const sl_event *ev, size_t *ncols, sl_buf *scratch);
 /* The same hash for a stored image (parsed into img; NULL: deleted). */
 uint64_t sl_image_hash(const sl_json *img, const sl_colsel *sel, sl_buf *scratch);
 /* Write the output value for one destination carrying another version of

@@ -583,3 +583,13 @@ out:
     sl_buf_free(&w.tmp);
     sl_buf_free(&iw.tmp);
 }
+
+uint64_t sl_event_before_hash(const sl_event *ev, size_t *ncols, sl_buf *scratch)
+{
+    if (ev->flattened || !ev->has_before || ev->t_before < 0) {
+        *ncols = 0;
+        return SL_EVENT_HASH_DELETED;
+    }
+    *ncols = ev->v.tok[ev->t_before].count;
+    return row_hash(&ev->v, ev->t_before, NULL, false, scratch);
+}
