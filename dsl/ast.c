@@ -414,6 +414,14 @@ ast_tstmt *sl_ast_t_ondelete(int policy, sl_loc loc)
     return t;
 }
 
+ast_tstmt *sl_ast_t_detect(bool by_before, sl_loc loc)
+{
+    ast_tstmt *t = sl_ast_tstmt(AST_T_DETECT, loc);
+
+    t->policy = by_before;
+    return t;
+}
+
 ast_tstmt *sl_ast_t_topic(ast_id s, sl_loc loc)
 {
     ast_tstmt *t = sl_ast_tstmt(AST_T_TOPIC, loc);

@@ -67,6 +67,7 @@ typedef enum ast_tkind {
     AST_T_CONFLICT,
     AST_T_ONDELETE,
     AST_T_TOPIC,
+    AST_T_DETECT,
 } ast_tkind;
 
 typedef struct ast_merge {
@@ -89,7 +90,8 @@ struct ast_tstmt {
     ast_expr *to_expr; /* ROUTE site(expr) */
     ast_id target;     /* DEPENDS parent; CONFLICT prefer site or lua function; TOPIC */
     int64_t ms;        /* DEPENDS timeout, 0 = default */
-    int policy;        /* CONFLICT: sl_conflict_kind; ONDELETE: sl_delete_policy */
+    int policy;        /* CONFLICT: sl_conflict_kind; ONDELETE: sl_delete_policy;
+                          DETECT: 1 = by before, 0 = by version */
     ast_merge *merge;
     size_t nmerge, mcap;
     /* filled by the checker */
@@ -181,6 +183,7 @@ ast_tstmt *sl_ast_t_merge_add(ast_tstmt *t, ast_merge *m);
 ast_merge *sl_ast_merge(ast_id col, int kind, ast_id site, sl_loc loc);
 void sl_ast_merge_free(ast_merge *m);
 ast_tstmt *sl_ast_t_ondelete(int policy, sl_loc loc);
+ast_tstmt *sl_ast_t_detect(bool by_before, sl_loc loc);
 ast_tstmt *sl_ast_t_topic(ast_id s, sl_loc loc);
 ast_tstmt *sl_ast_t_loc(ast_tstmt *t, sl_loc loc);
 void sl_ast_tstmt_free(ast_tstmt *t);

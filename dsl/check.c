@@ -1078,6 +1078,9 @@ static void check_table(checker *cx, sl_sema_table *t)
         case AST_T_ONDELETE:
             singleton(cx, &t->ondelete, st, "on delete conflict");
             break;
+        case AST_T_DETECT:
+            singleton(cx, &t->detect, st, "detect conflicts");
+            break;
         case AST_T_TOPIC:
             singleton(cx, &t->topic, st, "topic");
             check_template(cx, &st->target);

@@ -190,6 +190,7 @@ static void compile_conflict(compiler *c, const sl_sema_table *st, sl_conflict *
     cf->kind = SL_CONFLICT_LATEST;
     cf->prefer_site = -1;
     cf->on_delete = st->ondelete ? (sl_delete_policy)st->ondelete->policy : SL_DELETE_LATEST;
+    cf->detect_before = st->detect != NULL && st->detect->policy != 0;
     if (k == NULL) {
         cf->loc = map_loc(c, st->pat->loc);
         return;

@@ -278,6 +278,11 @@ static void put_conflict(const sl_program *p, const sl_conflict *c, sl_buf *out)
 {
     static const char *const del[] = {"latest", "delete wins", "update wins"};
 
+    if (c->detect_before)
+        sl_buf_puts(out, "  detect conflicts: by before image "
+                         "(events without a full before: by version)\n");
+    else
+        sl_buf_puts(out, "  detect conflicts: by version (default)\n");
     sl_buf_puts(out, "  on conflict: ");
     switch (c->kind) {
     case SL_CONFLICT_LATEST:

@@ -54,7 +54,7 @@ typedef struct sl_sema_table {
     bool ignored, is_glob;
     int spec;        /* literal characters in the pattern */
     int final_index; /* position in sl_program.tables */
-    const ast_tstmt *key, *cols, *conflict, *ondelete, *topic;
+    const ast_tstmt *key, *cols, *conflict, *ondelete, *detect, *topic;
 } sl_sema_table;
 
 typedef struct sl_sema {

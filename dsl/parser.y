@@ -116,18 +116,20 @@ static void sl_yyerror(SL_YYLTYPE *loc, yyscan_t scanner, struct sl_parse *ps, c
 %token <dbl> NUMBER "number"
 %token <expr> FIELD "column reference"
 
-%token K_AND "and" K_COLUMN "column" K_COLUMNS "columns" K_CONFLICT "conflict" K_DEAD "dead"
-%token K_DELETE "delete" K_DELTA "delta" K_DEPENDS "depends" K_DROP "drop" K_FALSE "false"
+%token K_AND "and" K_BEFORE "before" K_BY "by" K_COLUMN "column" K_COLUMNS "columns"
+%token K_CONFLICT "conflict" K_CONFLICTS "conflicts" K_DEAD "dead" K_DELETE "delete"
+%token K_DELTA "delta" K_DEPENDS "depends" K_DETECT "detect" K_DROP "drop" K_FALSE "false"
 %token K_GROUP "group" K_HOLD "hold" K_HUB "hub" K_IGNORE "ignore" K_IN "in" K_IS "is"
 %token K_KEY "key" K_LATEST "latest" K_LETTERS "letters" K_LIKE "like" K_LUA "lua"
 %token K_MANUAL "manual" K_MAX "max" K_MERGE "merge" K_MIN "min" K_NOT "not" K_NULL "null"
 %token K_ON "on" K_OP "op" K_OR "or" K_ORIGIN "origin" K_PREFER "prefer" K_PRIORITY "priority"
 %token K_ROUTE "route" K_SITE "site" K_SOURCE "source" K_TABLE "table" K_TIMEOUT "timeout"
-%token K_TO "to" K_TOPIC "topic" K_TRUE "true" K_UPDATE "update" K_WHERE "where" K_WINS "wins"
+%token K_TO "to" K_TOPIC "topic" K_TRUE "true" K_UPDATE "update" K_VERSION "version"
+%token K_WHERE "where" K_WINS "wins"
 %token K_ARROW "->" K_NE "<>" K_LE "<=" K_GE ">=" K_EQEQ "==" K_CONCAT "||"
 %token K_NOTLIKE "not like" K_NOTIN "not in"
 
-%type <id> name anyname softkw dstring sword spiece siteref tword tpiece tpat mcol
+%type <id> name anyname softkw newkw dstring sword spiece siteref tword tpiece tpat mcol
 %type <ids> names siterefs colnames tpats opt_to
 %type <expr> expr primary opt_where
 %type <exprs> exprs
@@ -212,6 +214,8 @@ tstmt:
     | K_ON K_DELETE K_CONFLICT K_LATEST ';'         { $$ = sl_ast_t_ondelete(SL_DELETE_LATEST, LOC(@$)); }
     | K_ON K_DELETE K_CONFLICT K_DELETE K_WINS ';'  { $$ = sl_ast_t_ondelete(SL_DELETE_WINS, LOC(@$)); }
     | K_ON K_DELETE K_CONFLICT K_UPDATE K_WINS ';'  { $$ = sl_ast_t_ondelete(SL_DELETE_UPDATE_WINS, LOC(@$)); }
+    | K_DETECT K_CONFLICTS K_BY K_BEFORE ';'   { $$ = sl_ast_t_detect(true, LOC(@$)); }
+    | K_DETECT K_CONFLICTS K_BY K_VERSION ';'  { $$ = sl_ast_t_detect(false, LOC(@$)); }
     | K_TOPIC dstring ';'               { $$ = sl_ast_t_topic($2, LOC(@$)); }
     | ';'                               { $$ = NULL; }
     | error ';'                         { $$ = NULL; }
@@ -271,9 +275,11 @@ anyname:
     ;
 
 softkw:
-      K_AND { $$ = KWID(@1); } | K_COLUMN { $$ = KWID(@1); } | K_COLUMNS { $$ = KWID(@1); }
-    | K_CONFLICT { $$ = KWID(@1); } | K_DEAD { $$ = KWID(@1); } | K_DELETE { $$ = KWID(@1); }
-    | K_DELTA { $$ = KWID(@1); } | K_DEPENDS { $$ = KWID(@1); } | K_DROP { $$ = KWID(@1); }
+      K_AND { $$ = KWID(@1); } | K_BEFORE { $$ = KWID(@1); } | K_BY { $$ = KWID(@1); }
+    | K_COLUMN { $$ = KWID(@1); } | K_COLUMNS { $$ = KWID(@1); } | K_CONFLICT { $$ = KWID(@1); }
+    | K_CONFLICTS { $$ = KWID(@1); } | K_DEAD { $$ = KWID(@1); } | K_DELETE { $$ = KWID(@1); }
+    | K_DELTA { $$ = KWID(@1); } | K_DEPENDS { $$ = KWID(@1); } | K_DETECT { $$ = KWID(@1); }
+    | K_DROP { $$ = KWID(@1); }
     | K_FALSE { $$ = KWID(@1); } | K_GROUP { $$ = KWID(@1); } | K_HOLD { $$ = KWID(@1); }
     | K_HUB { $$ = KWID(@1); } | K_IGNORE { $$ = KWID(@1); } | K_IN { $$ = KWID(@1); }
     | K_IS { $$ = KWID(@1); } | K_KEY { $$ = KWID(@1); } | K_LATEST { $$ = KWID(@1); }
@@ -285,7 +291,14 @@ softkw:
     | K_ROUTE { $$ = KWID(@1); } | K_SITE { $$ = KWID(@1); } | K_SOURCE { $$ = KWID(@1); }
     | K_TABLE { $$ = KWID(@1); } | K_TIMEOUT { $$ = KWID(@1); } | K_TO { $$ = KWID(@1); }
     | K_TOPIC { $$ = KWID(@1); } | K_TRUE { $$ = KWID(@1); } | K_UPDATE { $$ = KWID(@1); }
-    | K_WHERE { $$ = KWID(@1); } | K_WINS { $$ = KWID(@1); }
+    | K_VERSION { $$ = KWID(@1); } | K_WHERE { $$ = KWID(@1); } | K_WINS { $$ = KWID(@1); }
+    ;
+
+/* Keywords added after names could be these words: in an expression they
+ * stay bare names, so the checker says how to write a column. */
+newkw:
+      K_BEFORE { $$ = KWID(@1); } | K_BY { $$ = KWID(@1); } | K_CONFLICTS { $$ = KWID(@1); }
+    | K_DETECT { $$ = KWID(@1); } | K_VERSION { $$ = KWID(@1); }
     ;
 
 names:
@@ -389,6 +402,7 @@ primary:
     | FIELD                             { $$ = $1; }
     | IDENT                             { $$ = sl_ast_name($1, LOC(@1)); }
     | QIDENT                            { $$ = sl_ast_name($1, LOC(@1)); }
+    | newkw                             { $$ = sl_ast_name($1.s, $1.loc); }
     | IDENT '(' ')'                     { $$ = sl_ast_call($1, NULL, LOC(@$)); }
     | IDENT '(' exprs ')'               { $$ = sl_ast_call($1, $3, LOC(@$)); }
     | '(' expr ')'                      { $$ = $2; }

@@ -182,6 +182,11 @@ typedef struct sl_conflict {
     const sl_merge_col *cols; /* MERGE, in declaration order; at most one "*" */
     size_t ncols;
     sl_delete_policy on_delete;
+    bool detect_before; /* `detect conflicts by before;`: a change whose event has a full
+                           before image conflicts when that image differs from the
+                           consolidated row; other events (and false, the default:
+                           `by version`) conflict when the site had not seen the
+                           row's current version */
     sl_loc loc;
 } sl_conflict;
 

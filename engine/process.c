@@ -1142,6 +1142,25 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     }
     /* 5. conflict: the site changed a row whose current version it had not seen */
     conflict = rs->v > 0 && me->held != rs->v;
+    if (t->conflict.detect_before && rs->v > 0 && ev->has_before) {
+        /* `detect conflicts by before`: a full before image says what the
+         * site changed from; it conflicts when that is not the consolidated
+         * row. A before with fewer columns (key-only replica identity) says
+         * nothing: the version rule stands. */
+        size_t nb, ni = 0;
+        uint64_t hb = sl_event_before_hash(ev, &nb, &w->hscratch);
+
+        if (!rs->deleted && rs->row) {
+            sl_error e;
+
+            if (sl_json_parse(&w->imgj, rs->row, strlen(rs->row), &e) == 0)
+                ni = w->imgj.tok[0].count;
+        }
+        if (rs->deleted)
+            conflict = true;
+        else if (ni > 0 && nb >= ni)
+            conflict = hb != rs->hash;
+    }
     if (conflict && rs->deleted && w->tombstone_ms > 0 && in_ts - rs->ts > w->tombstone_ms)
         conflict = false; /* the tombstone expired: a new row */
     sl_buf_reset(&w->merged);

@@ -319,6 +319,61 @@ static void test_key_deps_conflicts(void **state)
     release(&c);
 }
 
+/* `detect conflicts by before | version;`, and the words it made keywords
+ * still working as table and column names. */
+static void test_detect_conflicts(void **state)
+{
+    compiled c;
+    const sl_program *p = must_compile(
+        &c, SITES "table public.detect {\n"
+                  "  key (version);\n"
+                  "  columns version, before, by, detect, conflicts, id;\n"
+                  "  drop column before to store_01;\n"
+                  "  route * -> * where after.version > 1 AND before.before IS NOT NULL;\n"
+                  "  detect conflicts by before;\n"
+                  "  on conflict merge { version: max; by: prefer store_02; *: latest; }\n"
+                  "}\n"
+                  "table version.before {\n"
+                  "  route * -> *;\n"
+                  "  depends on public.detect (by = version);\n"
+                  "  DETECT Conflicts BY Version;\n"
+                  "}\n"
+                  "table public.plain { route * -> *; on conflict manual; }\n");
+    const sl_table *d = table(p, "public.detect"), *v = table(p, "version.before");
+    const sl_table *pl = table(p, "public.plain");
+    sl_buf b = SL_BUF_INIT;
+
+    (void)state;
+    assert_true(d->conflict.detect_before);
+    assert_false(v->conflict.detect_before);
+    assert_false(pl->conflict.detect_before);
+    /* The detection mode does not change the resolution policy. */
+    assert_int_equal(d->conflict.kind, SL_CONFLICT_MERGE);
+    assert_int_equal(v->conflict.kind, SL_CONFLICT_LATEST);
+    assert_int_equal(pl->conflict.kind, SL_CONFLICT_MANUAL);
+
+    assert_int_equal(d->nkey, 1);
+    assert_string_equal(d->key_cols[0], "version");
+    assert_sel(d->sel[site(p, "central")], "version,before,by,detect,conflicts,id");
+    assert_sel(d->sel[site(p, "store_01")], "version,by,detect,conflicts,id");
+    assert_expr(d->routes[0].where, "after.version > 1 AND before.before IS NOT NULL");
+    assert_string_equal(d->conflict.cols[0].column, "version");
+    assert_string_equal(d->conflict.cols[1].column, "by");
+    assert_int_equal(d->conflict.cols[1].site, site(p, "store_02"));
+    assert_int_equal(v->ndeps, 1);
+    assert_string_equal(v->deps[0].child_cols[0], "by");
+    assert_string_equal(v->deps[0].parent_cols[0], "version");
+
+    sl_program_explain(p, &b);
+    assert_non_null(strstr(b.data, "table public.detect\n"));
+    assert_non_null(strstr(b.data, "  detect conflicts: by before image (events without a full "
+                                   "before: by version)\n  on conflict: merge per column\n"));
+    assert_non_null(strstr(b.data, "  detect conflicts: by version (default)\n"
+                                   "  on conflict: manual"));
+    sl_buf_free(&b);
+    release(&c);
+}
+
 static void test_where_and_types(void **state)
 {
     compiled c;
@@ -735,6 +790,23 @@ static const struct errcase {
     {"duplicate on delete",
      SITES "table t { route * -> *; on delete conflict latest; on delete conflict delete wins; }\n",
      "3:52: error: duplicate on delete conflict in table t", true},
+    {"duplicate detect conflicts",
+     SITES "table t { route * -> *; detect conflicts by before; detect conflicts by version; }\n",
+     "3:53: error: duplicate detect conflicts in table t", true},
+    {"duplicate detect conflicts note",
+     SITES "table t { route * -> *; detect conflicts by before; detect conflicts by before; }\n",
+     "3:25: note: the first detect conflicts is here", true},
+    {"unknown detection mode", SITES "table t { route * -> *; detect conflicts by image; }\n",
+     "3:45: error: unexpected name 'image', expecting 'before' or 'version'", true},
+    {"detect conflict without s", SITES "table t { route * -> *; detect conflict by before; }\n",
+     "3:32: error: unexpected 'conflict', expecting 'conflicts'", true},
+    {"detect conflicts in an ignored table",
+     SITES "ignore table t;\ntable t { route * -> *; detect conflicts by before; }\n",
+     "table 't' is both declared and ignored", true},
+    {"bare keyword name", SITES "table t { route * -> *; where version > 1; }\n",
+     "3:31: error: unknown name 'version': write after.version, before.version or "
+     "row.version",
+     true},
     {"duplicate key", SITES "table t { route * -> *; key (a); key (b); }\n",
      "3:34: error: duplicate key in table t", true},
     /* topics and settings */
@@ -1117,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_columns),
         cmocka_unit_test(test_key_deps_conflicts),
+        cmocka_unit_test(test_detect_conflicts),
         cmocka_unit_test(test_where_and_types),
         cmocka_unit_test(test_settings_and_version),
         cmocka_unit_test(test_durations),

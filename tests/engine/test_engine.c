@@ -1027,7 +1027,8 @@ static const char conflict_rules[] =
     "topic \"o.{dest}.{table}\";\n"
     "table public.t_latest { key (id); route * -> *; }\n"
     "table public.t_manual { key (id); route * -> *; on conflict manual; }\n"
-    "table public.t_pts { key (id); route * -> *; on conflict lua addpts; }\n";
+    "table public.t_pts { key (id); route * -> *; on conflict lua addpts; }\n"
+    "table public.t_before { key (id); route * -> *; detect conflicts by before; }\n";
 
 static const char conflict_lua[] =
     "function addpts(base, current, incoming, ctx)\n"
@@ -1080,6 +1081,12 @@ static void test_conflicts(void **state)
     pg_event(&in, "s2", "t_pts", 'c', 71, NULL, "{\"id\":3,\"pts\":5}");
     pg_event(&in, "s1", "t_pts", 'c', 80, NULL, "{\"id\":4,\"pts\":2}");
     pg_event(&in, "s2", "t_pts", 'c', 81, NULL, "{\"id\":4,\"pts\":-1}");
+    /* detect by before: s2 changed the row from what the hub holds (no
+     * conflict, though s2 never acknowledged it); s1 changed it from an
+     * older content (a conflict) */
+    pg_event(&in, "s1", "t_before", 'c', 90, NULL, "{\"id\":5,\"a\":\"x\"}");
+    pg_event(&in, "s2", "t_before", 'u', 91, "{\"id\":5,\"a\":\"x\"}", "{\"id\":5,\"a\":\"y\"}");
+    pg_event(&in, "s1", "t_before", 'u', 92, "{\"id\":5,\"a\":\"x\"}", "{\"id\":5,\"a\":\"z\"}");
     write_file(path("c.jsonl"), in.data);
     sl_buf_free(&in);
 
@@ -1101,7 +1108,16 @@ static void test_conflicts(void **state)
     unload(&f);
     assert_int_equal(stat_of(path("c.stats"), "echoes"), 2);
     assert_int_equal(stat_of(path("c.stats"), "duplicates"), 1);
-    assert_int_equal(stat_of(path("c.stats"), "conflicts"), 5);
+    assert_int_equal(stat_of(path("c.stats"), "conflicts"), 6);
+    assert_int_equal(sh("'%s' conflicts --store 'sqlite:%s' --table public.t_before --json > '%s'",
+                        bin, path("c.db"), path("bef.jsonl")),
+                     0);
+    f = load(path("bef.jsonl"));
+    assert_int_equal(f.n, 1);
+    assert_string_equal(jraw(&f.v[0], "site_incoming"), "\"s1\"");
+    assert_string_equal(jraw(&f.v[0], "current.a"), "\"y\"");
+    assert_string_equal(jraw(&f.v[0], "result.a"), "\"z\""); /* latest: s1's change is newer */
+    unload(&f);
     assert_int_equal(stat_of(path("c.stats"), "manual"), 2);
 
     /* the operator's view */
