@@ -60,9 +60,11 @@ void sl_kafka_conf_free(sl_kafka_conf *kc)
     memset(kc, 0, sizeof(*kc));
 }
 
+/* sluice's own kafka.* settings (output topic creation); everything else
+ * goes to librdkafka, topic.* properties included */
 static bool sluice_key(const char *k)
 {
-    return strncmp(k, "topic.", 6) == 0;
+    return strcmp(k, "topic.partitions") == 0 || strcmp(k, "topic.replication") == 0;
 }
 
 /* Build a librdkafka configuration: sluice's defaults first, then every
@@ -143,6 +145,10 @@ static const char *const consumer_defaults[] = {
      * process well under 200 MB */
     "queued.max.messages.kbytes",
     "16384",
+    /* a regex subscription sees topics created later at the next metadata
+     * refresh: every 10 s rather than librdkafka's 5 minutes */
+    "topic.metadata.refresh.interval.ms",
+    "10000",
     NULL,
 };
 
@@ -312,8 +318,9 @@ static int ks_commit(void *self, const char *const *inputs, const int64_t *done,
         return 0;
     if (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
         e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-        e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD)
-        return 1; /* try again at the next checkpoint */
+        e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD ||
+        e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS)
+        return 1; /* try again at the next checkpoint (a restarted broker loads its groups) */
     return sl_error_set(err, SL_ERR_IO, "kafka: committing offsets of %zu partitions: %s", n,
                         rd_kafka_err2str(e));
 }

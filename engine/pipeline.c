@@ -457,22 +457,21 @@ static input *find_input(engine *e, const char *name)
     return NULL;
 }
 
-/* Does this look like JSON text (so it can be embedded raw in a record line)?
- * A wrong guess only costs a dead letter that still holds every byte. */
-static bool looks_json(const char *p, size_t n)
+/* Is this a JSON object or array (so it can be embedded raw in a record
+ * line)? Anything else goes in as a string holding the bytes, which
+ * decoding then reads or refuses - with the message's own bytes, key and
+ * topic in the dead letter. */
+static bool is_json(sl_json *j, const char *p, size_t n)
 {
-    while (n && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-        p++, n--;
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r' || p[n - 1] == '\n'))
-        n--;
-    /* Debezium's keys and values are objects; anything else goes in as a
-     * string holding the bytes, which decoding then reads or refuses. */
-    return n >= 2 && ((p[0] == '{' && p[n - 1] == '}') || (p[0] == '[' && p[n - 1] == ']'));
+    sl_error e;
+
+    return sl_json_parse(j, p, n, &e) == 0 &&
+           (j->tok[0].type == SL_J_OBJECT || j->tok[0].type == SL_J_ARRAY);
 }
 
 /* Append one message to the batch: a line as it is, a record (Kafka) as a
  * record line, so that both take exactly the same path afterwards. */
-static void add_line(batch *b, const sl_msg *msg, const char *input_name)
+static void add_line(batch *b, const sl_msg *msg, const char *input_name, sl_json *j)
 {
     b->off[b->n] = b->bytes.len;
     if (msg->is_line) {
@@ -480,8 +479,8 @@ static void add_line(batch *b, const sl_msg *msg, const char *input_name)
     } else {
         const sl_record *r = &msg->rec;
 
-        sl_record_write_line(r, r->key == NULL || looks_json(r->key, r->key_len),
-                             r->value == NULL || looks_json(r->value, r->value_len), &b->bytes);
+        sl_record_write_line(r, r->key == NULL || is_json(j, r->key, r->key_len),
+                             r->value == NULL || is_json(j, r->value, r->value_len), &b->bytes);
     }
     b->len[b->n] = b->bytes.len - b->off[b->n];
     b->input[b->n] = input_name;
@@ -514,7 +513,9 @@ static void *reader_main(void *arg)
     const char *last_name = NULL;
     int64_t done = 0;
     int r;
+    sl_json j; /* checks that Kafka keys and values are JSON */
 
+    sl_json_init(&j);
     pthread_setname_np(pthread_self(), "sluice-reader");
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
@@ -573,7 +574,7 @@ static void *reader_main(void *arg)
             in->max_pos = msg.pos;
         e->cur_pos = msg.pos;
         pthread_mutex_unlock(&e->mu);
-        add_line(b, &msg, in->name);
+        add_line(b, &msg, in->name, &j);
         if (b->n == b->cap) {
             submit(e, b);
             e->rd_batch = NULL;
@@ -582,6 +583,7 @@ static void *reader_main(void *arg)
     if (e->rd_batch)
         submit(e, e->rd_batch);
     e->rd_batch = NULL;
+    sl_json_free(&j);
     pthread_mutex_lock(&e->mu);
     e->reader_done = true;
     pthread_cond_broadcast(&e->done_cv);
