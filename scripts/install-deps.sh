@@ -8,6 +8,7 @@ PACKAGES=(
   clang llvm libclang-rt-14-dev clang-format
   libjansson-dev liblua5.4-dev libsqlite3-dev libcmocka-dev sqlite3
   librdkafka-dev kcat
+  openjdk-17-jdk-headless maven
   libmongoc-dev libbson-dev
 )
 

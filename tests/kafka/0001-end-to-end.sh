@@ -55,6 +55,8 @@ kt_check kafka-mode 1 "sluice run --set kafka.bootstrap.servers=... --idle-exit 
 # exists, so no rebalance moves partitions while records are in flight, and
 # the exact comparison below is fair (at least once would allow repeats).
 TLIST=$(IFS=,; echo "${TOPICS[*]}")
+# the shared store exists before both start (see kt_store_init)
+kt_store_init "$W/kafka.db" || { kt_tail "$W/store-init.log"; kt_check store-init 0 "sluice could not create $W/kafka.db"; }
 pids=()
 for i in 1 2; do
   kt_sluice_kafka_start "$W/b$i.log" "$GROUP" --topics "$TLIST" --store "sqlite:$W/kafka.db" \

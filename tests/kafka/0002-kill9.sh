@@ -3,7 +3,8 @@
 # (examples/retail/generate.py --bench) go to Kafka; sluice consumes them in
 # Kafka mode with a sqlite store and is killed with SIGKILL 4 to 6 times at
 # random moments (each time once it owns the partitions, after 0.3-2.5 s),
-# restarted each time, and finally left to finish with --idle-exit.
+# restarted each time, and finally left to finish: once the group has
+# committed every input offset it gets SIGTERM and must exit 0.
 # Every record a file-mode run over the same input writes must be in Kafka at
 # least once, nothing else may be there, each key's records must contain the
 # file run's sequence in order, and the duplicates must stay under the bound
@@ -25,7 +26,6 @@ PARTS=3
 GROUP=sluice-kill9
 THREADS=2
 BATCH=256
-IDLE=10
 SEED=${KT_SEED:-$((RANDOM * 32768 + RANDOM))}
 RANDOM=$((SEED % 32768))
 W=$KT_WORK
@@ -73,14 +73,7 @@ if ! kt_kafka_mode_ok; then
   kt_finish
 fi
 
-ARGS=(--topics "$RX" --store "sqlite:$W/kafka.db" --threads $THREADS --batch $BATCH
-  --idle-exit $IDLE)
-
-committed_total() {
-  python3 "$KT_PROTO" "$KT_BOOTSTRAP" committed "$GROUP" "${TOPICS[@]}" 2>/dev/null |
-    python3 -c 'import json,sys; print(sum(max(o,0) for p in json.load(sys.stdin).values() for o in p.values()))' 2>/dev/null ||
-    echo "?"
-}
+ARGS=(--topics "$RX" --store "sqlite:$W/kafka.db" --threads $THREADS --batch $BATCH)
 
 KILLS=$((4 + RANDOM % 3))
 t_start=$SECONDS
@@ -103,7 +96,7 @@ for k in $(seq 1 $KILLS); do
   fi
   kill -KILL "$pid"
   wait "$pid" 2>/dev/null
-  c=$(committed_total)
+  c=$(kt_committed_total "$GROUP" "${TOPICS[@]}")
   [ "$c" != "?" ] && [ "$c" -lt "$N" ] && mid=$((mid + 1))
   detail+=" #$k after ${ms}ms: $c committed;"
 done
@@ -111,11 +104,14 @@ kt_check kill-9 "$([ $mid -eq $KILLS ] && echo 1 || echo 0)" \
   "$KILLS kills (seed $SEED), $mid while input remained:${detail%;}"
 
 kt_sluice_kafka_start "$W/final.log" "$GROUP" "${ARGS[@]}" --stats "$W/final.stats"
-kt_wait_exit "$KT_LAST_PID" 600
+pid=$KT_LAST_PID
+done_ok=0
+done_msg=$(kt_wait_committed "$pid" "$GROUP" 600 "${TOPICS[@]}") && done_ok=1
+kt_sigterm "$pid" 60
 rc=$?
 [ $rc -eq 0 ] || kt_tail "$W/final.log"
-kt_check final-run "$([ $rc -eq 0 ] && echo 1 || echo 0)" \
-  "exit status $rc; last run read $(kt_stat_sum read "$W/final.stats"), wrote $(
+kt_check final-run "$([ $done_ok = 1 ] && [ $rc -eq 0 ] && echo 1 || echo 0)" \
+  "$done_msg; exit status $rc after SIGTERM; last run read $(kt_stat_sum read "$W/final.stats"), wrote $(
     kt_stat_sum written "$W/final.stats"), dropped $(kt_stat_sum duplicates "$W/final.stats") as duplicates; $((SECONDS - t_start)) s since the first start"
 
 if out=$(kt_offsets_committed "$GROUP" "${TOPICS[@]}"); then

@@ -12,6 +12,10 @@ sent to the single test broker (which is also every group's coordinator):
   kproto.py BOOTSTRAP wait-group GROUP MEMBERS SECONDS    until Stable with MEMBERS
                                                           members, each owning partitions
   kproto.py BOOTSTRAP committed GROUP TOPIC...            {"topic":{"p":offset}} (JSON)
+  kproto.py BOOTSTRAP wait-committed [--pid=PID] GROUP SECONDS TOPIC...
+                                                          until the group's committed offsets
+                                                          reach the end of every partition
+                                                          (or process PID is gone)
 
 Creating topics here takes milliseconds; `kafka.sh topic NAME create` starts
 one JVM per topic (about 2.5 s each), and a test needs dozens of topics.
@@ -354,6 +358,49 @@ def cmd_committed(bs, args):
     return 0
 
 
+def process_runs(pid):
+    """PID exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def cmd_wait_committed(bs, args):
+    """Polls (every 0.3 s, riding out a broker that is away) until every
+    partition of TOPIC... with records has the group's committed offset at its
+    end offset. Prints "N of M input records committed"; exit 1 on timeout."""
+    pid = None
+    if args and args[0].startswith("--pid="):
+        pid, args = int(args[0][6:]), args[1:]
+    group, seconds, topics = args[0], float(args[1]), args[2:]
+    deadline = time.monotonic() + seconds
+    summary, last_err = "no answer from the broker", ""
+    while True:
+        try:
+            tp = parts_of(bs, topics)
+            ends = with_conn(bs, lambda c: end_offsets(c, tp))
+            com = with_conn(bs, lambda c: committed(c, group, tp))
+            total = sum(e for p in ends.values() for e in p.values())
+            done = sum(min(max(com.get(t, {}).get(p, -1), 0), e)
+                       for t, ps in ends.items() for p, e in ps.items())
+            summary = "%d of %d input records committed by group %s" % (done, total, group)
+            last_err = ""
+            if total > 0 and done == total:
+                print(summary)
+                return 0
+        except (OSError, KafkaError) as e:
+            last_err = " (then: %s)" % e
+        if time.monotonic() >= deadline:
+            print("after %.0f s: %s%s" % (seconds, summary, last_err), file=sys.stderr)
+            return 1
+        if pid is not None and not process_runs(pid):
+            print("process %d ended: %s%s" % (pid, summary, last_err), file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+
+
 COMMANDS = {
     "create-topics": (cmd_create_topics, 2),
     "topics": (cmd_topics, 0),
@@ -361,6 +408,7 @@ COMMANDS = {
     "group": (cmd_group, 1),
     "wait-group": (cmd_wait_group, 3),
     "committed": (cmd_committed, 2),
+    "wait-committed": (cmd_wait_committed, 3),
 }
 
 

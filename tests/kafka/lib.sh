@@ -5,11 +5,14 @@
 # with kcat, running sluice in file and Kafka mode, consuming and comparing.
 #
 # A test sources this file, calls kt_init NAME, reports with kt_check and ends
-# with kt_finish. Check lines: "ok   NAME detail (Ns)" / "FAIL NAME detail (Ns)".
+# with kt_finish. Check lines: "ok   NAME detail (Ns)" / "FAIL NAME detail (Ns)",
+# and "KNOWN NAME detail [engine bug: ...] (Ns)" for a check that failed the
+# way a known, reported engine bug makes it fail (kt_known; KT_STRICT=1 makes
+# those failures too).
 #
 # Environment: SLUICE_BINARY (default build/sluice), KT_KEEP=1 keeps the
 # broker's data and the work directory (.cache/kafka-tests/NAME) for a look
-# after the run.
+# after the run, KT_STRICT=1 counts KNOWN lines as failures.
 
 KT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KT_DIR="$KT_ROOT/tests/kafka"
@@ -21,6 +24,20 @@ SLUICE="${SLUICE_BINARY:-$KT_ROOT/build/sluice}"
 
 kt_passed=0
 kt_failed=0
+kt_known_n=0
+
+# Engine bugs that make checks fail today (reported; see docs/kafka.md
+# "Tests"). A check names one only where it recognises that exact failure;
+# when the bug is fixed, delete the variable and the tests that use it fail
+# loudly (unbound variable) until their kt_known calls go too.
+# shellcheck disable=SC2034 # used by the tests that source this file
+KT_BUG_COORD_LOAD="connectors/kafka.c ks_commit: a commit answered COORDINATOR_LOAD_IN_PROGRESS (right after a broker restart) ends the run with exit 1 instead of being retried"
+# kt_coord_load_bug LOG RC: did sluice exit 1 because of KT_BUG_COORD_LOAD?
+kt_coord_load_bug() {
+  [ "$2" = 1 ] && grep -Eq '^sluice: kafka: committing offsets of [0-9]+ partitions: Broker: Coordinator load in progress$' "$1"
+}
+# shellcheck disable=SC2034
+KT_BUG_LOOKALIKE="engine/pipeline.c add_line/looks_json: a Kafka value shaped like {...} or [...] that is not valid JSON is put raw into the record line, which then fails to parse: the dead letter holds that synthetic line, no key, no sluice.source.topic"
 KT_PIDS=()      # sluice processes this test started
 KT_NAME=""      # the broker node
 KT_BOOTSTRAP=""
@@ -78,16 +95,35 @@ kt_check() {
   fi
 }
 
-# "ok|FAIL<TAB>name<TAB>detail" lines (kt.py compare) -> kt_check
+# kt_known NAME DETAIL BUG: NAME failed, and it failed the way the known,
+# reported engine bug BUG makes it fail: counted apart, not as a failure
+# (a failure with KT_STRICT=1).
+kt_known() {
+  if [ "${KT_STRICT:-0}" = 1 ]; then
+    kt_check "$1" 0 "$2 [engine bug: $3]"
+    return
+  fi
+  local dt=$((SECONDS - KT_STEP))
+  KT_STEP=$SECONDS
+  kt_known_n=$((kt_known_n + 1))
+  printf 'KNOWN %-27s %s [engine bug: %s] (%ds)\n' "$1" "$2" "$3" "$dt"
+}
+
+# "ok|FAIL<TAB>name<TAB>detail" lines (kt.py compare) -> kt_check;
+# "known<TAB>name<TAB>detail<TAB>bug" -> kt_known
 kt_check_lines() {
-  local st name detail
-  while IFS=$'\t' read -r st name detail; do
-    kt_check "$name" "$([ "$st" = ok ] && echo 1 || echo 0)" "$detail"
+  local st name detail bug
+  while IFS=$'\t' read -r st name detail bug; do
+    if [ "$st" = known ]; then
+      kt_known "$name" "$detail" "$bug"
+    else
+      kt_check "$name" "$([ "$st" = ok ] && echo 1 || echo 0)" "$detail"
+    fi
   done
 }
 
 kt_finish() {
-  echo "$KT_TEST: $kt_passed passed, $kt_failed failed in $((SECONDS - KT_T0))s"
+  echo "$KT_TEST: $kt_passed passed, $kt_failed failed, $kt_known_n known engine bugs in $((SECONDS - KT_T0))s"
   [ "$kt_failed" -eq 0 ] && [ "$kt_passed" -gt 0 ]
   exit $?
 }
@@ -274,14 +310,56 @@ KT_KAFKA_SETTINGS=(
 )
 
 # kt_sluice_kafka_start LOG GROUP ARGS...: a Kafka-mode run in the background;
-# its pid in KT_LAST_PID (and in KT_PIDS for the trap).
+# its pid in KT_LAST_PID (and in KT_PIDS for the trap). KT_QUIET=() before the
+# call keeps sluice's end-of-run summary in LOG.
+KT_QUIET=(--quiet)
 kt_sluice_kafka_start() {
   local log=$1 group=$2
   shift 2
   "$SLUICE" run --set "kafka.bootstrap.servers=$KT_BOOTSTRAP" --set "kafka.group.id=$group" \
-    "${KT_KAFKA_SETTINGS[@]}" --quiet "$@" "$KT_RULES" >"$log" 2>&1 &
+    "${KT_KAFKA_SETTINGS[@]}" "${KT_QUIET[@]}" "$@" "$KT_RULES" >"$log" 2>&1 &
   KT_LAST_PID=$!
   KT_PIDS+=("$KT_LAST_PID")
+}
+
+# kt_sigterm PID SECONDS: send SIGTERM to our sluice child PID and return its
+# exit status, or 124 when it still ran SECONDS later (then it is killed).
+kt_sigterm() {
+  kill -TERM "$1" 2>/dev/null
+  kt_wait_exit "$1" "$2"
+}
+
+# kt_wait_committed PID GROUP SECONDS TOPIC...: poll (every 0.3 s, also while
+# the broker is away) until GROUP's committed offsets reach the end offsets of
+# every partition of TOPIC...; prints "N of M input records committed ...".
+# Fails at once when sluice PID has ended, and after SECONDS. This is how a
+# test knows that sluice has finished a backlog without waiting for an
+# --idle-exit period.
+kt_wait_committed() {
+  local pid=$1
+  shift
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-committed --pid="$pid" "$@" 2>&1
+}
+
+# kt_committed_total GROUP TOPIC...: sum of GROUP's committed offsets over
+# the partitions of TOPIC... (topics start at offset 0), "?" when the broker
+# does not answer.
+kt_committed_total() {
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" committed "$@" 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(max(o,0) for p in json.load(sys.stdin).values() for o in p.values()))' 2>/dev/null ||
+    echo "?"
+}
+
+# kt_store_init DB: create the SQLite store DB (empty input, file mode), so
+# that processes started together open an existing WAL database. Two sluice
+# processes that open a NEW store at the same moment can fail with "database
+# is locked" (connectors/sqlite_store.c open_db: PRAGMA journal_mode=WAL on a
+# fresh file); see docs/kafka.md "Tests".
+kt_store_init() {
+  local db=$1 empty="$KT_WORK/empty-input.jsonl"
+  : >"$empty"
+  "$SLUICE" run --input "$empty" --output "$KT_WORK/store-init.out" --store "sqlite:$db" --quiet \
+    "$KT_RULES" 2>"$KT_WORK/store-init.log"
 }
 
 # Does this sluice take Kafka options? Runs it against an empty topic with
