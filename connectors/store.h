@@ -58,14 +58,14 @@ typedef struct sl_conflict_rec {
     int64_t v_current;    /* consolidated version it conflicted with */
     int64_t v_result;     /* version the resolution created (= v_current when current stays) */
     sl_str base, current, incoming, result; /* row images (JSON text or "null") */
-    sl_str rule;          /* "retail.rules:31:5" - the rule that decided */
-    sl_str strategy;      /* "latest", "prefer central", "merge", "lua merge_points", "manual" */
-    sl_str status;        /* SL_CONFLICT_* */
-    sl_str reason;        /* why it went to an operator (Lua error, ...); may be empty */
-    sl_str position;      /* the incoming change's source position */
+    sl_str rule;                            /* "retail.rules:31:5" - the rule that decided */
+    sl_str strategy; /* "latest", "prefer central", "merge", "lua merge_points", "manual" */
+    sl_str status;   /* SL_CONFLICT_* */
+    sl_str reason;   /* why it went to an operator (Lua error, ...); may be empty */
+    sl_str position; /* the incoming change's source position */
     int64_t ts_incoming, ts_current; /* source ts_ms of both sides */
-    int64_t detected_ms;  /* wall clock */
-    int64_t decided_ms;   /* wall clock; 0 while open */
+    int64_t detected_ms;             /* wall clock */
+    int64_t decided_ms;              /* wall clock; 0 while open */
 } sl_conflict_rec;
 
 /* Query filter: NULL fields match anything. site matches either side. */
