@@ -1145,8 +1145,8 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     if (t->conflict.detect_before && rs->v > 0 && ev->has_before) {
         /* `detect conflicts by before`: a full before image says what the
          * site changed from; it conflicts when that is not the consolidated
-         * row. A before with fewer columns (key-only replica identity) says
-         * nothing: the version rule stands. */
+         * row. A before with other columns than that row (key-only replica
+         * identity) says nothing: the version rule stands. */
         size_t nb, ni = 0;
         uint64_t hb = sl_event_before_hash(ev, &nb, &w->hscratch);
 
@@ -1158,7 +1158,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         }
         if (rs->deleted)
             conflict = true;
-        else if (ni > 0 && nb >= ni)
+        else if (ni > 0 && nb == ni)
             conflict = hb != rs->hash;
     }
     if (conflict && rs->deleted && w->tombstone_ms > 0 && in_ts - rs->ts > w->tombstone_ms)
@@ -1173,9 +1173,9 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         const char *brow = NULL;
         sl_lua_ctx lctx;
         sl_lua *L = NULL;
+        char rule[256];
 
         memset(&lctx, 0, sizeof(lctx));
-        char rule[256];
 
         if (me->held > 0 && sl_rowstate_image(rs, me->held, &brow) == 1)
             base.row = brow;
