@@ -90,6 +90,52 @@ static void payload_member(const sl_json *j, int t, sl_buf *scratch, const char 
     *n = j->tok[t].len;
 }
 
+static int b64val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* "key_base64"/"value_base64": bytes that are neither JSON nor UTF-8 (so no
+ * JSON string holds them exactly), as sluice writes them for Kafka messages.
+ * Decoded into scratch; -1 when the text is not base64. */
+static int base64_member(const sl_json *j, int t, sl_buf *scratch, const char **p, size_t *n,
+                         sl_error *err)
+{
+    sl_str s;
+    size_t i, start;
+    uint32_t acc = 0;
+    int bits = 0, v;
+
+    if (j->tok[t].type != SL_J_STRING || j->tok[t].escaped)
+        return sl_error_set(err, SL_ERR_PARSE, "a *_base64 member must be a base64 string");
+    s.p = j->src + j->tok[t].start + 1;
+    s.len = j->tok[t].len - 2;
+    start = scratch->len;
+    for (i = 0; i < s.len && s.p[i] != '='; i++) {
+        if ((v = b64val(s.p[i])) < 0)
+            return sl_error_set(err, SL_ERR_PARSE, "a *_base64 member must be a base64 string");
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            sl_buf_putc(scratch, (char)((acc >> bits) & 0xff));
+        }
+    }
+    *p = scratch->data + start;
+    *n = scratch->len - start;
+    return 0;
+}
+
 static int add_header(sl_record *rec, const sl_json *j, int name, int value, sl_buf *scratch,
                       sl_error *err)
 {
@@ -196,7 +242,16 @@ int sl_record_parse_line(sl_record *rec, const char *line, size_t len, sl_json *
     if (int_member(j, root, "offset", -1, INT64_MAX, &n, err) < 0)
         return -1;
     rec->offset = n;
-    payload_member(j, sl_json_get(j, root, "key", 3), scratch, &rec->key, &rec->key_len);
+    if ((t = sl_json_get(j, root, "key_base64", 10)) >= 0) {
+        if (base64_member(j, t, scratch, &rec->key, &rec->key_len, err) < 0)
+            return -1;
+    } else {
+        payload_member(j, sl_json_get(j, root, "key", 3), scratch, &rec->key, &rec->key_len);
+    }
+    if ((t = sl_json_get(j, root, "value_base64", 12)) >= 0)
+        return base64_member(j, t, scratch, &rec->value, &rec->value_len, err) < 0
+                   ? -1
+                   : parse_headers(rec, j, sl_json_get(j, root, "headers", 7), scratch, err);
     t = sl_json_get(j, root, "value", 5);
     if (t < 0)
         t = sl_json_get(j, root, "payload", 7);
@@ -227,10 +282,22 @@ void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_
         sl_buf_printf(out, ",\"partition\":%d", (int)rec->partition);
     if (rec->offset >= 0)
         sl_buf_printf(out, ",\"offset\":%lld", (long long)rec->offset);
-    sl_buf_append(out, ",\"key\":", 7);
-    put_json_or_string(out, rec->key, rec->key_len, key_is_json);
-    sl_buf_append(out, ",\"value\":", 9);
-    put_json_or_string(out, rec->value, rec->value_len, value_is_json);
+    /* bytes that are neither JSON nor UTF-8 travel as base64, so that a
+     * dead letter can give them back exactly */
+    if (rec->key && !key_is_json && !sl_utf8_valid(rec->key, rec->key_len)) {
+        sl_buf_append(out, ",\"key_base64\":", 14);
+        sl_buf_base64_str(out, rec->key, rec->key_len);
+    } else {
+        sl_buf_append(out, ",\"key\":", 7);
+        put_json_or_string(out, rec->key, rec->key_len, key_is_json);
+    }
+    if (rec->value && !value_is_json && !sl_utf8_valid(rec->value, rec->value_len)) {
+        sl_buf_append(out, ",\"value_base64\":", 16);
+        sl_buf_base64_str(out, rec->value, rec->value_len);
+    } else {
+        sl_buf_append(out, ",\"value\":", 9);
+        put_json_or_string(out, rec->value, rec->value_len, value_is_json);
+    }
     sl_buf_append(out, ",\"headers\":{", 12);
     for (i = 0; i < rec->nheaders; i++) {
         const sl_header *h = &rec->headers[i];

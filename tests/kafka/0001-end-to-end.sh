@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # End to end through a real broker: the retail events (examples/retail/events)
-# go to Kafka topics of 3 partitions each; sluice runs (a) in file mode over
+# go to Kafka topics of 3 partitions each, one topic per table (kt.public.*,
+# kt.py plan --by-table: every change of a row, from any site, in one
+# partition in file order, so that the consolidated view sees each row's
+# changes in the order the file-mode run does; transaction markers and
+# unparsable lines keep their own topics); sluice runs (a) in file mode over
 # the same records (wrapper lines, in each partition's order) into a
 # directory, and (b) in Kafka mode: two processes in one consumer group
 # sharing one sqlite store, both with --idle-exit. Every output topic in
@@ -20,7 +24,7 @@ W=$KT_WORK
 
 kt_broker_start || kt_finish
 
-if out=$(kt_plan $PARTS "$W/plan" "$KT_ROOT/examples/retail/events"); then
+if out=$(kt_plan $PARTS "$W/plan" --by-table kt "$KT_ROOT/examples/retail/events"); then
   kt_check plan 1 "$out"
 else
   kt_check plan 0 "kt.py plan failed"

@@ -28,6 +28,9 @@
 # the 5-minute refresh: the test waits up to KT_REGEX_WAIT (360) seconds and
 # says how long it took. Once the property reaches librdkafka this step takes
 # a few seconds.
+#
+# It mostly waits, so run.sh runs it beside the other tests:
+# kt: background
 set -uo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -2,7 +2,7 @@
 """Data side of sluice's Kafka tests (stdlib only): what to produce, what came
 back, and how it compares with a file-mode run.
 
-  kt.py plan --partitions N --out DIR INPUT...
+  kt.py plan --partitions N --out DIR [--by-table PREFIX] INPUT...
       Turns sluice input lines (docs/formats.md) into Kafka records:
         wrapper line {"topic","key","value",...} -> that topic, key and value
                                                     (the exact bytes of the members)
@@ -13,6 +13,14 @@ back, and how it compares with a file-mode run.
       Each record goes to partition crc32(canonical row key) % N (crc32 of the
       value when there is no key), so one row always lands in one partition
       even when some of its keys carry the JsonConverter schema envelope.
+      --by-table PREFIX puts every change event whose source block names its
+      site and table on topic PREFIX.<schema>.<table> instead (the topic's
+      name does not matter to sluice): then all the changes of a row, from
+      every site, are in one partition in input order, as a file-mode run
+      reads them. With a store, sluice's outputs depend on the order in which
+      it sees different sites' changes of a row (conflicts, echoes;
+      docs/conflicts.md), so an exact comparison with a file-mode run needs
+      that; with one topic per site the interleaving is Kafka's.
       Writes DIR/produce.tsv (topic, partition, file, count) and one kcat
       input file per partition (key 0x1f value, empty = null with kcat -Z),
       DIR/topics.txt, and DIR/file-input.jsonl: the same records as wrapper
@@ -228,6 +236,19 @@ def plan_line(raw, txmap):
     return topic, key, text
 
 
+def table_topic(prefix, val):
+    """PREFIX.<schema>.<table> for a change event that names its site and
+    table in its source block, else None."""
+    try:
+        v = unwrap_payload(json.loads(val))
+    except ValueError:
+        return None
+    src = v.get("source") if isinstance(v, dict) else None
+    if "op" not in v or not isinstance(src, dict) or not src.get("table") or not src.get("name"):
+        return None
+    return ".".join([prefix] + ([src["schema"]] if src.get("schema") else []) + [src["table"]])
+
+
 def cmd_plan(a):
     os.makedirs(a.out, exist_ok=True)
     txmap = tx_sites(a.inputs)
@@ -239,6 +260,8 @@ def cmd_plan(a):
                 kinds["blank lines left out"] += 1
                 continue
             topic, key, val = plan_line(raw, txmap)
+            if a.by_table and val is not None:
+                topic = table_topic(a.by_table, val) or topic
             kinds[topic if topic in (UNPARSED_TOPIC, TX_FALLBACK_TOPIC) else
                   "tombstones" if val is None else "keyed" if key is not None else "no key"] += 1
             ck = canonical_key(key)
@@ -488,6 +511,7 @@ def main():
     p = sub.add_parser("plan")
     p.add_argument("--partitions", type=int, required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--by-table", metavar="PREFIX")
     p.add_argument("inputs", nargs="+")
     sub.add_parser("norm")
     c = sub.add_parser("compare")

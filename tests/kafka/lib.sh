@@ -195,16 +195,18 @@ kt_plan() {
   python3 "$KT_PY" plan --partitions "$n" --out "$dir" "$@"
 }
 
-# kt_plan_cached PARTITIONS FILE: like kt_plan, into a directory under
-# .cache/kafka-tests/inputs that is kept while FILE, kt.py and PARTITIONS stay
-# the same (planning 100,000 lines takes about 10 s); prints the directory.
+# kt_plan_cached PARTITIONS FILE [PLAN OPTIONS...]: like kt_plan, into a
+# directory under .cache/kafka-tests/inputs that is kept while FILE, kt.py,
+# PARTITIONS and the options stay the same (planning 100,000 lines takes
+# about 10 s); prints the directory.
 kt_plan_cached() {
   local n=$1 f=$2 key dir
-  key=$(cat "$KT_PY" - <<<"$n $(stat -c '%n %s %Y' "$f")" | sha1sum | cut -c1-12)
+  shift 2
+  key=$(cat "$KT_PY" - <<<"$n $* $(stat -c '%n %s %Y' "$f")" | sha1sum | cut -c1-12)
   dir="$KT_ROOT/.cache/kafka-tests/inputs/plan-$key"
   if [ ! -s "$dir/produce.tsv" ]; then
     rm -rf "$dir" "$dir.tmp"
-    kt_plan "$n" "$dir.tmp" "$f" >/dev/null && mv "$dir.tmp" "$dir" || return 1
+    kt_plan "$n" "$dir.tmp" "$@" "$f" >/dev/null && mv "$dir.tmp" "$dir" || return 1
     # the tsv names the partition files: point them at the final directory
     sed -i "s#$dir.tmp/#$dir/#" "$dir/produce.tsv"
   fi
