@@ -107,35 +107,17 @@ else
   kt_check produce-second-half 0 "${out:-kcat failed}"
 fi
 
-# finish_run LOG STATS: wait until the group committed everything, SIGTERM,
-# exit 0 expected; sets rc, done_ok and detail
-finish_run() {
+if [ -n "${early_rc:-}" ]; then
+  kt_check run 0 "exited with status $early_rc while the broker was down"
+else
   done_ok=0
   done_msg=$(kt_wait_committed "$pid" "$GROUP" 600 "${TOPICS[@]}") && done_ok=1
   kt_sigterm "$pid" 60
   rc=$?
-  [ $rc -eq 0 ] || kt_tail "$1" 8
-  detail="$done_msg; exit status $rc after SIGTERM; read $(kt_stat_sum read "$2"), written $(
-    kt_stat_sum written "$2"), duplicates dropped $(kt_stat_sum duplicates "$2")"
-}
-
-if [ -n "${early_rc:-}" ]; then
-  kt_check run 0 "exited with status $early_rc while the broker was down"
-else
-  finish_run "$W/run.log" "$W/run.stats"
-  if [ $done_ok = 1 ] && [ $rc -eq 0 ]; then
-    kt_check run 1 "$detail"
-  elif kt_coord_load_bug "$W/run.log" $rc; then
-    kt_known run "$detail" "$KT_BUG_COORD_LOAD"
-    # as a service manager would: start it again; it must finish the rest
-    kt_sluice_kafka_start "$W/run2.log" "$GROUP" --topics "$TLIST" --store "sqlite:$W/kafka.db" \
-      --threads $THREADS --batch $BATCH --stats "$W/run2.stats"
-    pid=$KT_LAST_PID
-    finish_run "$W/run2.log" "$W/run2.stats"
-    kt_check run-restarted "$([ $done_ok = 1 ] && [ $rc -eq 0 ] && echo 1 || echo 0)" "$detail"
-  else
-    kt_check run 0 "$detail"
-  fi
+  [ $rc -eq 0 ] || kt_tail "$W/run.log" 8
+  kt_check run "$([ $done_ok = 1 ] && [ $rc -eq 0 ] && echo 1 || echo 0)" \
+    "$done_msg; exit status $rc after SIGTERM; read $(kt_stat_sum read "$W/run.stats"), written $(
+      kt_stat_sum written "$W/run.stats"), duplicates dropped $(kt_stat_sum duplicates "$W/run.stats")"
 fi
 
 if out=$(kt_offsets_committed "$GROUP" "${TOPICS[@]}"); then

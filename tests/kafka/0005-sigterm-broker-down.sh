@@ -151,13 +151,8 @@ if [ $gone = 0 ]; then
   [ $rc -eq 0 ] || kt_tail "$W/run1.log" 8
   detail="exit status $rc ${took} s after the broker was back ($((SECONDS - t_term)) s after SIGTERM); stats stopped=$stopped; summary: \"$(
     sed -E 's/ from .* in / from ... in /' <<<"${summary:-no summary line}")\""
-  if [ $rc -eq 0 ] && [ "$stopped" = 1 ] && grep -q 'stopped early' <<<"$summary"; then
-    kt_check exit-after-broker-back 1 "$detail"
-  elif kt_coord_load_bug "$W/run1.log" $rc; then
-    kt_known exit-after-broker-back "$detail" "$KT_BUG_COORD_LOAD"
-  else
-    kt_check exit-after-broker-back 0 "$detail"
-  fi
+  kt_check exit-after-broker-back "$([ $rc -eq 0 ] && [ "$stopped" = 1 ] &&
+    grep -q 'stopped early' <<<"$summary" && echo 1 || echo 0)" "$detail"
 fi
 
 read1=$(kt_stat_sum read "$W/run1.stats")

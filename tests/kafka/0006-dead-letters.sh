@@ -13,9 +13,7 @@
 #     sluice.source.topic = the input topic, sluice.input = TOPIC/0:OFFSET,
 #     sluice.rules, and the original key and value as docs/formats.md says:
 #     JSON as it was, other UTF-8 text as a JSON string, other bytes base64
-#     with sluice.value.encoding: base64 (docs/kafka.md: the Kafka path does
-#     not yet do that and writes \u00XX escapes instead; the check accepts
-#     that documented form too and says which one it saw);
+#     with sluice.value.encoding: base64 (the exact bytes, as in file mode);
 #   - count the bad records as processed: every input offset committed;
 #   - exit 0 on SIGTERM, its --stats saying read 10, dead letters 8.
 set -uo pipefail
@@ -110,28 +108,14 @@ for t in $(python3 "$KT_PROTO" "$KT_BOOTSTRAP" topics '^sluice\.'); do
   kcat -C -b "$KT_BOOTSTRAP" -t "$t" -o beginning -e -J -q >>"$W/got.json" 2>>"$W/kcat.log"
 done
 
-kt_check_lines < <(python3 - "$W/cases.json" "$W/got.json" "$TOPIC" "$KT_BUG_LOOKALIKE" <<'EOF'
-import base64, codecs, json, sys
+kt_check_lines < <(python3 - "$W/cases.json" "$W/got.json" "$TOPIC" <<'EOF'
+import base64, json, sys
 
 cases = json.load(open(sys.argv[1]))
 topic = sys.argv[3]
 
-def check(name, ok, detail, known=None):
-    st = "ok" if ok else "known" if known else "FAIL"
-    print("%s\t%s\t%s%s" % (st, name, detail.replace("\t", " "),
-                             "\t" + known if st == "known" else ""))
-
-def synthetic_line(d):
-    """The known engine bug: the dead letter's value is sluice's own record
-    line for the message (as a JSON string, or base64 of it), not the value."""
-    try:
-        s = json.loads(d["value"].decode("utf-8"))
-        if d["headers"].get("sluice.value.encoding") == "base64":
-            s = base64.b64decode(s).decode("utf-8", "replace")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return False
-    return (isinstance(s, str) and s.startswith('{"topic":"%s"' % topic)
-            and "sluice.source.topic" not in d["headers"] and d["key"] is None)
+def check(name, ok, detail):
+    print("%s\t%s\t%s" % ("ok" if ok else "FAIL", name, detail.replace("\t", " ")))
 
 # kcat -J: one JSON object per line; strings may hold raw non-UTF-8 bytes
 recs = []
@@ -152,8 +136,6 @@ def is_json(b):
     except (ValueError, ZeroDivisionError, RecursionError):
         return False
 
-# docs/kafka.md's form for bytes that are not UTF-8: each such byte as \u00XX
-codecs.register_error("kt_u00xx", lambda e: ("".join(chr(b) for b in e.object[e.start:e.end]), e.end))
 
 def original_kept(orig, got, encoding):
     """-> (ok, how) for one key or value of a dead letter."""
@@ -175,12 +157,10 @@ def original_kept(orig, got, encoding):
         return False, "not a JSON string: %r" % got[:80]
     if text is not None:
         return s == text, "a JSON string holding it" if s == text else "JSON string differs: %r" % s[:80]
-    if encoding == "base64":
-        ok = base64.b64decode(s) == orig
-        return ok, "base64, exact bytes" if ok else "base64 of other bytes"
-    ok = s == orig.decode("utf-8", "kt_u00xx")
-    return ok, ("\\u00XX escapes: NOT the exact bytes (docs/kafka.md's Kafka-path form; "
-                "no sluice.value.encoding)" if ok else "neither base64 nor \\u00XX form: %r" % s[:80])
+    if encoding != "base64":
+        return False, "not UTF-8, but no sluice.*.encoding: base64 (value %r)" % got[:80]
+    ok = base64.b64decode(s) == orig
+    return ok, "base64, exact bytes" if ok else "base64 of other bytes"
 
 for c in cases:
     inp = "%s/0:%d" % (topic, c["offset"])
@@ -214,8 +194,7 @@ for c in cases:
     if not vok:
         problems.append("value: " + vhow)
     check("dead " + label, not problems,
-          "; ".join(problems) if problems else "%s (%s); value: %s" % (err[:90], h.get("sluice.error.code"), vhow),
-          known=sys.argv[4] if problems and synthetic_line(d) else None)
+          "; ".join(problems) if problems else "%s (%s); value: %s" % (err[:90], h.get("sluice.error.code"), vhow))
 
 good = [r for r in routed if r["headers"].get("sluice.origin") == "store_01"]
 ids = sorted(json.loads(r["key"])["id"] for r in good if r["topic"] == "sluice.central.public.orders")

@@ -26,18 +26,11 @@ kt_passed=0
 kt_failed=0
 kt_known_n=0
 
-# Engine bugs that make checks fail today (reported; see docs/kafka.md
-# "Tests"). A check names one only where it recognises that exact failure;
-# when the bug is fixed, delete the variable and the tests that use it fail
-# loudly (unbound variable) until their kt_known calls go too.
-# shellcheck disable=SC2034 # used by the tests that source this file
-KT_BUG_COORD_LOAD="connectors/kafka.c ks_commit: a commit answered COORDINATOR_LOAD_IN_PROGRESS (right after a broker restart) ends the run with exit 1 instead of being retried"
-# kt_coord_load_bug LOG RC: did sluice exit 1 because of KT_BUG_COORD_LOAD?
-kt_coord_load_bug() {
-  [ "$2" = 1 ] && grep -Eq '^sluice: kafka: committing offsets of [0-9]+ partitions: Broker: Coordinator load in progress$' "$1"
-}
-# shellcheck disable=SC2034
-KT_BUG_LOOKALIKE="engine/pipeline.c add_line/looks_json: a Kafka value shaped like {...} or [...] that is not valid JSON is put raw into the record line, which then fails to parse: the dead letter holds that synthetic line, no key, no sluice.source.topic"
+# Engine bugs that make checks fail today: none. When one is found, name it
+# here (KT_BUG_NAME="file/function: what goes wrong"), report it, and let the
+# check that sees exactly that failure call kt_known instead of kt_check;
+# when the bug is fixed, delete the variable (the tests that still use it
+# then fail on the unbound variable until their kt_known calls go too).
 KT_PIDS=()      # sluice processes this test started
 KT_NAME=""      # the broker node
 KT_BOOTSTRAP=""
@@ -354,9 +347,10 @@ kt_committed_total() {
 
 # kt_store_init DB: create the SQLite store DB (empty input, file mode), so
 # that processes started together open an existing WAL database. Two sluice
-# processes that open a NEW store at the same moment can fail with "database
-# is locked" (connectors/sqlite_store.c open_db: PRAGMA journal_mode=WAL on a
-# fresh file); see docs/kafka.md "Tests".
+# processes that opened a NEW store at the same moment could fail with
+# "database is locked" (connectors/sqlite_store.c open_db, PRAGMA
+# journal_mode=WAL on a fresh file; not seen since the store's rewrite); see
+# docs/kafka.md "Tests".
 kt_store_init() {
   local db=$1 empty="$KT_WORK/empty-input.jsonl"
   : >"$empty"

@@ -9,9 +9,6 @@
 #   tests/kafka/run.sh              every test
 #   tests/kafka/run.sh 0001 0003    the tests whose names start so
 #
-# A test marked "# kt: background" runs beside the others (see below);
-# KT_SERIAL=1 runs them all one after the other.
-#
 # Needs java, mvn (first fetch only), kcat, python3 and a built sluice
 # (SLUICE_BINARY, default build/sluice). KT_KEEP=1 keeps each test's broker
 # data and work directory (.cache/kafka-tests/NAME); KT_STRICT=1 counts the
@@ -36,6 +33,7 @@ fi
 
 known_list=$(mktemp)
 
+# wanted NAME [PREFIX...]: no prefix, or NAME starts with one of them
 wanted() {
   local a
   [ $# -gt 1 ] || return 0
@@ -62,46 +60,15 @@ tally() {
   known=$((known + k))
 }
 
-# A test marked "# kt: background" spends most of its time waiting on the
-# broker (0004: librdkafka's 5-minute metadata refresh), so it starts first
-# and runs beside the others, with its own broker; its lines (stdout and
-# stderr) are printed when it has ended. KT_SERIAL=1 runs every test in turn.
-bg_names=()
-bg_outs=()
-bg_pids=()
-tests=()
 for test in "$DIR"/[0-9][0-9][0-9][0-9]-*.sh; do
   name=${test##*/}
   wanted "$name" "$@" || continue
-  if [ "${KT_SERIAL:-0}" != 1 ] && grep -q '^# kt: background' "$test"; then
-    out=$(mktemp)
-    bash "$test" >"$out" 2>&1 &
-    bg_pids+=($!)
-    bg_names+=("$name")
-    bg_outs+=("$out")
-    echo "== $name: started in the background (its lines come at the end)"
-  else
-    tests+=("$test")
-  fi
-done
-
-for test in "${tests[@]}"; do
-  name=${test##*/}
   echo "== $name"
   out=$(mktemp)
   bash "$test" | tee "$out"
   rc=${PIPESTATUS[0]}
   tally "$name" "$out" "$rc"
   rm -f "$out"
-done
-
-for i in "${!bg_pids[@]}"; do
-  wait "${bg_pids[$i]}"
-  rc=$?
-  echo "== ${bg_names[$i]} (ran in the background)"
-  cat "${bg_outs[$i]}"
-  tally "${bg_names[$i]}" "${bg_outs[$i]}" "$rc"
-  rm -f "${bg_outs[$i]}"
 done
 
 if [ "$known" -gt 0 ]; then
