@@ -102,6 +102,23 @@ static sl_str iter_str(const bson_iter_t *it)
     return s;
 }
 
+/* A state document: binary (schema version 3), or a string (version 2). */
+static sl_str iter_doc(const bson_iter_t *it)
+{
+    sl_str s = {"", 0};
+    uint32_t n = 0;
+    const uint8_t *p = NULL;
+    bson_subtype_t sub;
+
+    if (BSON_ITER_HOLDS_BINARY(it)) {
+        bson_iter_binary(it, &sub, &n, &p);
+        s.p = p ? (const char *)p : "";
+        s.len = n;
+        return s;
+    }
+    return iter_str(it);
+}
+
 static int64_t iter_i64(const bson_iter_t *it)
 {
     return BSON_ITER_HOLDS_NUMBER(it) ? bson_iter_as_int64(it) : 0;
@@ -269,7 +286,7 @@ static int row_get(void *p, sl_str table, sl_str key, sl_buf *doc, sl_error *err
         sl_str v = {"", 0};
 
         if (bson_iter_init_find(&it, d, "doc"))
-            v = iter_str(&it);
+            v = iter_doc(&it);
         sl_buf_reset(doc);
         sl_buf_append(doc, v.p, v.len);
         rc = 1;
@@ -326,7 +343,7 @@ static int rows_each(void *p, const char *table,
             else if (strcmp(name, "k") == 0)
                 k = iter_str(&it);
             else if (strcmp(name, "doc") == 0)
-                doc = iter_str(&it);
+                doc = iter_doc(&it);
         }
         if (fn(arg, t, k, doc) != 0)
             goto out;
@@ -459,7 +476,8 @@ static int put_rows(mg_sess *s, const sl_seen *rows, size_t n, int64_t now, sl_e
         put_str(&sel, "_id", make_id(s, r->table, r->key));
         put_str(&d, "t", r->table);
         put_str(&d, "k", r->key);
-        put_str(&d, "doc", r->doc);
+        bson_append_binary(&d, "doc", -1, BSON_SUBTYPE_BINARY, (const uint8_t *)r->doc.p,
+                           (uint32_t)r->doc.len);
         BSON_APPEND_INT64(&d, "u", now);
         ok = mongoc_bulk_operation_replace_one_with_opts(b, &sel, &d, &upsert, &e);
         bson_destroy(&sel);

@@ -397,7 +397,7 @@ static int row_get(void *p, sl_str table, sl_str key, sl_buf *doc, sl_error *err
     bind_str(s->row_get, 2, key);
     rc = sqlite3_step(s->row_get);
     if (rc == SQLITE_ROW) {
-        sl_str d = col_str(s->row_get, 0);
+        sl_str d = col_blob(s->row_get, 0);
 
         sl_buf_reset(doc);
         sl_buf_append(doc, d.p, d.len);
@@ -504,7 +504,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
             continue; /* progress only */
         bind_str(s->row_put, 1, r->table);
         bind_str(s->row_put, 2, r->key);
-        bind_str(s->row_put, 3, r->doc);
+        bind_blob(s->row_put, 3, r->doc);
         sqlite3_bind_int64(s->row_put, 4, now);
         if (step_done(s, s->row_put, err, "write rows") != 0)
             goto rollback;
@@ -662,7 +662,7 @@ static int rows_each(void *p, const char *table,
     if (table)
         sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (fn(arg, col_str(st, 0), col_str(st, 1), col_str(st, 2)) != 0) {
+        if (fn(arg, col_str(st, 0), col_str(st, 1), col_blob(st, 2)) != 0) {
             rc = SQLITE_DONE;
             break;
         }

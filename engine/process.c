@@ -723,7 +723,7 @@ static void push_docs(sl_proc *w)
         sl_buf_append(&w->seenb, e->key + e->tlen + 1, s->key_len);
         s->origin = s->pos = s->part = w->seenb.len;
         s->doc = w->seenb.len;
-        sl_rowstate_write(&e->st, &w->seenb);
+        sl_rowstate_encode(&e->st, &w->seenb);
         s->doc_len = w->seenb.len - s->doc;
         w->cache_bytes += s->doc_len + sizeof(*e) + e->klen;
         w->cache_bytes -= e->bytes;

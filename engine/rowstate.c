@@ -1,7 +1,8 @@
 /*
  * rowstate.c - a row's consolidated state, and its stored document.
  *
- * The document (one per row, opaque to the store):
+ * The document (one per row, opaque to the store) is binary, see "the
+ * document" below. Stores written by schema version 2 hold JSON, still read:
  *   {"v":3,"w":"s1","ts":1700000000000,"p":"000000000000a1b2","d":false,
  *    "h":"9e3779b97f4a7c15","row":{...}|null,
  *    "s":[{"n":"s1","p":"...","h":3,"q":[[4,"<hash>"],...]},...],
@@ -184,107 +185,247 @@ void sl_rowstate_set_version(sl_rowstate *s, int64_t v, const char *writer, int6
     sl_rowstate_gc(s);
 }
 
-/* ---- the document ------------------------------------------------------------ */
-
-/* printf is a tenth of the time of writing a document: hand-rolled. */
-static void put_hash(sl_buf *b, uint64_t h)
-{
-    static const char hex[] = "0123456789abcdef";
-    char tmp[18];
-    int i;
-
-    tmp[0] = tmp[17] = '"';
-    for (i = 16; i >= 1; i--, h >>= 4)
-        tmp[i] = hex[h & 15];
-    sl_buf_append(b, tmp, sizeof(tmp));
-}
-
-static void put_i64(sl_buf *b, int64_t v)
-{
-    char tmp[24], *p = tmp + sizeof(tmp);
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--p = '-';
-    sl_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-static void put_opt_str(sl_buf *b, const char *s)
-{
-    if (s)
-        sl_buf_json_str(b, s, strlen(s));
-    else
-        sl_buf_puts(b, "null");
-}
-
-void sl_rowstate_write(const sl_rowstate *s, sl_buf *out)
-{
-    size_t i, k;
-
-    sl_buf_puts(out, "{\"v\":");
-    put_i64(out, s->v);
-    sl_buf_puts(out, ",\"w\":");
-    put_opt_str(out, s->writer);
-    sl_buf_puts(out, ",\"ts\":");
-    put_i64(out, s->ts);
-    sl_buf_puts(out, ",\"p\":");
-    put_opt_str(out, s->pos);
-    sl_buf_puts(out, s->deleted ? ",\"d\":true,\"h\":" : ",\"d\":false,\"h\":");
-    put_hash(out, s->hash);
-    sl_buf_puts(out, ",\"row\":");
-    sl_buf_puts(out, s->row && !s->deleted ? s->row : "null");
-    sl_buf_puts(out, ",\"s\":[");
-    for (i = 0; i < s->nsites; i++) {
-        const sl_rs_site *st = &s->sites[i];
-
-        sl_buf_puts(out, i ? ",{\"n\":" : "{\"n\":");
-        put_opt_str(out, st->name);
-        sl_buf_puts(out, ",\"p\":");
-        put_opt_str(out, st->pos);
-        sl_buf_puts(out, ",\"h\":");
-        put_i64(out, st->held);
-        sl_buf_puts(out, ",\"q\":[");
-        for (k = 0; k < st->nq; k++) {
-            sl_buf_puts(out, k ? ",[" : "[");
-            put_i64(out, st->q[k].v);
-            sl_buf_putc(out, ',');
-            put_hash(out, st->q[k].hash);
-            sl_buf_putc(out, ']');
-        }
-        if (st->held == SL_HELD_OWN && st->own) {
-            sl_buf_puts(out, "],\"o\":");
-            sl_buf_puts(out, st->own);
-            sl_buf_puts(out, ",\"a\":[");
-        } else {
-            sl_buf_puts(out, "],\"a\":[");
-        }
-        for (k = 0; k < st->nacked; k++) {
-            sl_buf_puts(out, k ? ",[" : "[");
-            put_i64(out, st->acked[k].v);
-            sl_buf_putc(out, ',');
-            put_hash(out, st->acked[k].hash);
-            sl_buf_putc(out, ']');
-        }
-        sl_buf_puts(out, "]}");
-    }
-    sl_buf_puts(out, "],\"i\":[");
-    for (i = 0; i < s->nimgs; i++) {
-        sl_buf_puts(out, i ? ",[" : "[");
-        put_i64(out, s->imgs[i].v);
-        sl_buf_puts(out, s->imgs[i].deleted ? ",true," : ",false,");
-        sl_buf_puts(out, s->imgs[i].row ? s->imgs[i].row : "null");
-        sl_buf_putc(out, ']');
-    }
-    sl_buf_puts(out, "]}");
-}
-
 static int bad(sl_error *err, const char *what)
 {
     return sl_error_set(err, SL_ERR_STORE, "corrupt row state in the store: %s", what);
+}
+
+/* ---- the document ------------------------------------------------------------ */
+
+/* Documents are binary (docs/store.md): they are written once per changed
+ * row and delivery and read at every cache miss, and the JSON form cost
+ * three times the bytes and most of the store's time. Layout, integers as
+ * LEB128 varints (signed ones zigzag), strings as varint (length + 1) then
+ * the bytes (0: none), hashes as 8 bytes little-endian:
+ *   0x00 'S' 0x03 flags(bit 0: deleted)
+ *   v ts:signed hash writer pos row
+ *   nsites { name pos held:signed nq { v<<1|same hash? } own nacked { v<<1|same hash? } }
+ *   nimgs { v deleted:byte row }
+ * `same` marks a queued or acknowledged hash equal to the row's hash (the
+ * usual case: every column went to the site), which is then not repeated.
+ * Documents that start with '{' are the JSON of schema version 2. */
+#define DOC_MAGIC0   '\0'
+#define DOC_MAGIC1   'S'
+#define DOC_VERSION  3
+#define DOC_DELETED  1
+
+static void put_uv(sl_buf *b, uint64_t u)
+{
+    char tmp[10];
+    size_t n = 0;
+
+    while (u >= 0x80) {
+        tmp[n++] = (char)(u | 0x80);
+        u >>= 7;
+    }
+    tmp[n++] = (char)u;
+    sl_buf_append(b, tmp, n);
+}
+
+static void put_sv(sl_buf *b, int64_t v)
+{
+    put_uv(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void put_u64(sl_buf *b, uint64_t h)
+{
+    char tmp[8];
+    int i;
+
+    for (i = 0; i < 8; i++, h >>= 8)
+        tmp[i] = (char)(h & 0xff);
+    sl_buf_append(b, tmp, sizeof(tmp));
+}
+
+static void put_opt(sl_buf *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    put_uv(b, s ? n + 1 : 0);
+    sl_buf_append(b, s ? s : "", n);
+}
+
+static void put_sent(sl_buf *b, const sl_rs_sent *e, uint64_t row_hash)
+{
+    bool same = e->hash == row_hash;
+
+    put_uv(b, ((uint64_t)e->v << 1) | same);
+    if (!same)
+        put_u64(b, e->hash);
+}
+
+void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
+{
+    size_t i, k;
+
+    sl_buf_putc(out, DOC_MAGIC0);
+    sl_buf_putc(out, DOC_MAGIC1);
+    sl_buf_putc(out, DOC_VERSION);
+    sl_buf_putc(out, s->deleted ? DOC_DELETED : 0);
+    put_uv(out, (uint64_t)s->v);
+    put_sv(out, s->ts);
+    put_u64(out, s->hash);
+    put_opt(out, s->writer);
+    put_opt(out, s->pos);
+    put_opt(out, s->deleted ? NULL : s->row);
+    put_uv(out, s->nsites);
+    for (i = 0; i < s->nsites; i++) {
+        const sl_rs_site *st = &s->sites[i];
+
+        put_opt(out, st->name);
+        put_opt(out, st->pos);
+        put_sv(out, st->held);
+        put_uv(out, st->nq);
+        for (k = 0; k < st->nq; k++)
+            put_sent(out, &st->q[k], s->hash);
+        put_opt(out, st->held == SL_HELD_OWN ? st->own : NULL);
+        put_uv(out, st->nacked);
+        for (k = 0; k < st->nacked; k++)
+            put_sent(out, &st->acked[k], s->hash);
+    }
+    put_uv(out, s->nimgs);
+    for (i = 0; i < s->nimgs; i++) {
+        put_uv(out, (uint64_t)s->imgs[i].v);
+        sl_buf_putc(out, s->imgs[i].deleted ? 1 : 0);
+        put_opt(out, s->imgs[i].row);
+    }
+}
+
+/* A cursor over a binary document; any read past its end sets `bad`. */
+typedef struct dcur {
+    const unsigned char *p, *end;
+    bool bad;
+} dcur;
+
+static uint64_t get_uv(dcur *c)
+{
+    uint64_t u = 0;
+    int shift = 0;
+
+    while (c->p < c->end && shift < 64) {
+        unsigned char b = *c->p++;
+
+        u |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return u;
+        shift += 7;
+    }
+    c->bad = true;
+    return 0;
+}
+
+static int64_t get_sv(dcur *c)
+{
+    uint64_t u = get_uv(c);
+
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static uint64_t get_u64(dcur *c)
+{
+    uint64_t h = 0;
+    int i;
+
+    if (c->end - c->p < 8) {
+        c->bad = true;
+        return 0;
+    }
+    for (i = 7; i >= 0; i--)
+        h = (h << 8) | c->p[i];
+    c->p += 8;
+    return h;
+}
+
+/* A malloc'ed copy of an optional string (NULL for none). */
+static char *get_opt(dcur *c)
+{
+    uint64_t n = get_uv(c);
+    char *s;
+
+    if (n == 0 || c->bad)
+        return NULL;
+    if ((uint64_t)(c->end - c->p) < n - 1) {
+        c->bad = true;
+        return NULL;
+    }
+    s = sl_xstrndup((const char *)c->p, (size_t)(n - 1));
+    c->p += n - 1;
+    return s;
+}
+
+static sl_rs_sent get_sent(dcur *c, uint64_t row_hash)
+{
+    uint64_t u = get_uv(c);
+    sl_rs_sent e;
+
+    e.v = (int64_t)(u >> 1);
+    e.hash = (u & 1) ? row_hash : get_u64(c);
+    return e;
+}
+
+/* A count that cannot be right for the bytes left (every entry takes at
+ * least one byte) is corruption, not a reason to allocate. */
+static size_t get_count(dcur *c)
+{
+    uint64_t n = get_uv(c);
+
+    if (n > (uint64_t)(c->end - c->p)) {
+        c->bad = true;
+        return 0;
+    }
+    return (size_t)n;
+}
+
+static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
+{
+    dcur c = {(const unsigned char *)doc + 4, (const unsigned char *)doc + len, false};
+    size_t i, k, n, nq, na;
+
+    if (len < 4 || doc[2] != DOC_VERSION)
+        return bad(err, "unknown document version");
+    s->deleted = (doc[3] & DOC_DELETED) != 0;
+    s->v = (int64_t)get_uv(&c);
+    s->ts = get_sv(&c);
+    s->hash = get_u64(&c);
+    s->writer = get_opt(&c);
+    s->pos = get_opt(&c);
+    s->row = get_opt(&c);
+    n = get_count(&c);
+    for (i = 0; i < n && !c.bad; i++) {
+        char *name = get_opt(&c);
+        sl_rs_site *st;
+
+        if (name == NULL)
+            return bad(err, "site name");
+        st = sl_rowstate_site(s, name);
+        free(name);
+        free(st->pos);
+        st->pos = get_opt(&c);
+        st->held = get_sv(&c);
+        nq = get_count(&c);
+        for (k = 0; k < nq && !c.bad; k++) {
+            sl_rs_sent e = get_sent(&c, s->hash);
+
+            sl_rowstate_queue(st, e.v, e.hash);
+        }
+        st->own = get_opt(&c);
+        na = get_count(&c);
+        if (na > SL_RS_ACKED)
+            return bad(err, "acknowledged entries");
+        for (k = 0; k < na && !c.bad; k++)
+            st->acked[st->nacked++] = get_sent(&c, s->hash);
+    }
+    n = get_count(&c);
+    for (i = 0; i < n && !c.bad; i++) {
+        int64_t v = (int64_t)get_uv(&c);
+        bool deleted = c.p < c.end && *c.p == 1;
+
+        c.p += c.p < c.end;
+        add_img(s, v, deleted, get_opt(&c));
+    }
+    if (c.bad || c.p != c.end)
+        return bad(err, c.bad ? "truncated" : "trailing bytes");
+    return 0;
 }
 
 static bool get_i64(const sl_json *j, int t, int64_t *out)
@@ -354,6 +495,14 @@ int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
     int rc = -1, t, e, q;
 
     sl_rowstate_free(s);
+    if (len >= 2 && doc[0] == DOC_MAGIC0 && doc[1] == DOC_MAGIC1) {
+        if (decode(s, doc, len, err) != 0) {
+            sl_rowstate_free(s);
+            return -1;
+        }
+        return 0;
+    }
+    /* schema version 2: JSON */
     sl_json_init(&j);
     if (sl_json_parse(&j, doc, len, err) != 0 || j.tok[0].type != SL_J_OBJECT) {
         bad(err, "not a JSON object");

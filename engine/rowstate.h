@@ -7,8 +7,8 @@
  * not acknowledged yet (a queue: a site whose link is down may have several
  * in flight), and the version it is known to hold. Images of versions a site
  * may still base a change on are kept as merge bases. docs/conflicts.md
- * explains the model; the store keeps the state as one JSON document
- * (sl_rowstate_write / sl_rowstate_read) per row.
+ * explains the model; the store keeps the state as one binary document
+ * (sl_rowstate_encode / sl_rowstate_read) per row.
  *
  * A state belongs to the worker that owns its row; nothing here locks.
  */
@@ -80,10 +80,11 @@ void sl_rowstate_init(sl_rowstate *s);
 void sl_rowstate_free(sl_rowstate *s);
 
 /* Parse a stored document into s (initialised; its old contents are
- * freed). Returns 0, or -1 with err filled. */
+ * freed): the binary form, or the JSON of schema version 2. Returns 0, or
+ * -1 with err filled. */
 int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err);
-/* Append the document for s to out. */
-void sl_rowstate_write(const sl_rowstate *s, sl_buf *out);
+/* Append the binary document for s to out. */
+void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out);
 
 /* The site entry for name, created when missing. */
 sl_rs_site *sl_rowstate_site(sl_rowstate *s, const char *name);

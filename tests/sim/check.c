@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "engine/json.h"
+#include "engine/rowstate.h"
 #include "sim.h"
 
 typedef struct hubrow {
@@ -51,55 +52,44 @@ static int key_id(const char *p, size_t n)
     return id;
 }
 
-static bool get_i64(const sl_json *j, int t, int64_t *out)
-{
-    if (t < 0 || j->tok[t].type != SL_J_NUMBER)
-        return false;
-    *out = strtoll(j->src + j->tok[t].start, NULL, 10);
-    return true;
-}
-
-/* The state document: {"v":N,"d":bool,"row":{...}|null,"s":[{"n":site,"q":[[v,h],...]}],...}
- * (engine/rowstate.c). Read defensively: an unknown shape is reported, not
- * guessed at. */
+/* The state document, read with the engine's own reader (the hub's state
+ * is what is checked here; its encoding has its own tests). An unreadable
+ * document is reported, not guessed at. */
 static void parse_doc(hubrow *h, sl_str doc)
 {
+    sl_rowstate st;
     sl_json j;
     sl_error e;
-    int tv, td, tr, ts, el;
+    size_t i;
 
+    sl_rowstate_init(&st);
     sl_json_init(&j);
     h->found = true;
-    if (sl_json_parse(&j, doc.p, doc.len, &e) != 0) {
-        snprintf(h->why, sizeof(h->why), "document is not JSON: %.100s", e.msg);
+    if (sl_rowstate_read(&st, doc.p, doc.len, &e) != 0) {
+        snprintf(h->why, sizeof(h->why), "%.100s", e.msg);
         goto out;
     }
-    tv = sl_json_get(&j, 0, "v", 1);
-    td = sl_json_get(&j, 0, "d", 1);
-    tr = sl_json_get(&j, 0, "row", 3);
-    if (!get_i64(&j, tv, &h->v) || td < 0 || tr < 0) {
-        snprintf(h->why, sizeof(h->why), "document without v/d/row: %.60s", doc.p);
-        goto out;
-    }
-    if (j.tok[td].type == SL_J_TRUE) {
+    h->v = st.v;
+    if (st.deleted) {
         memset(&h->img, 0, sizeof(h->img));
-    } else if (sim_row_from_tok(&j, tr, &h->img, h->why, sizeof(h->why)) != 0) {
+    } else if (st.row == NULL) {
+        if (h->v > 0) {
+            snprintf(h->why, sizeof(h->why), "live version without a row");
+            goto out;
+        }
+        memset(&h->img, 0, sizeof(h->img));
+    } else if (sl_json_parse(&j, st.row, strlen(st.row), &e) != 0) {
+        snprintf(h->why, sizeof(h->why), "row image is not JSON: %.100s", e.msg);
         goto out;
-    } else if (h->v > 0 && !h->img.present) {
-        snprintf(h->why, sizeof(h->why), "live version without a row");
+    } else if (sim_row_from_tok(&j, 0, &h->img, h->why, sizeof(h->why)) != 0) {
         goto out;
     }
     h->known = true;
-    ts = sl_json_get(&j, 0, "s", 1);
-    if (ts >= 0 && j.tok[ts].type == SL_J_ARRAY)
-        for (el = sl_json_elem_first(&j, ts); el >= 0; el = sl_json_elem_next(&j, ts, el)) {
-            int q = sl_json_get(&j, el, "q", 1);
-
-            if (q >= 0 && j.tok[q].type == SL_J_ARRAY)
-                h->queued += (int)j.tok[q].count;
-        }
+    for (i = 0; i < st.nsites; i++)
+        h->queued += (int)st.sites[i].nq;
 out:
     sl_json_free(&j);
+    sl_rowstate_free(&st);
 }
 
 static int on_row(void *arg, sl_str table, sl_str key, sl_str doc)
