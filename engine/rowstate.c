@@ -204,10 +204,10 @@ static int bad(sl_error *err, const char *what)
  * `same` marks a queued or acknowledged hash equal to the row's hash (the
  * usual case: every column went to the site), which is then not repeated.
  * Documents that start with '{' are the JSON of schema version 2. */
-#define DOC_MAGIC0   '\0'
-#define DOC_MAGIC1   'S'
-#define DOC_VERSION  3
-#define DOC_DELETED  1
+#define DOC_MAGIC0  '\0'
+#define DOC_MAGIC1  'S'
+#define DOC_VERSION 3
+#define DOC_DELETED 1
 
 static void put_uv(sl_buf *b, uint64_t u)
 {
