@@ -1096,7 +1096,18 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     /* 2. an echo of a version sent to this site: its acknowledgement. The
      * site applies what it was sent in order, and every live version makes
      * a CDC event there, so the echo is of the first entry - or of a later
-     * one when only deletes (of a row it may not have had) come before. */
+     * one when only deletes (of a row it may not have had) come before.
+     * Versions forgotten from a full queue come back before it: with their
+     * content gone, the next changes of the site are taken for their
+     * echoes (docs/conflicts.md, limits). */
+    if (me->lost > 0) {
+        me->lost--;
+        me->held = SL_HELD_NONE;
+        it->verdict = SL_VERDICT_ECHO;
+        count(&w->c.echo);
+        push_seen(w, it, rs);
+        return 0;
+    }
     h_me = sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
     for (k = 0; k < me->nq; k++)
         if (me->q[k].hash == h_me || me->q[k].hash != SL_EVENT_HASH_DELETED)

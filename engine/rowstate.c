@@ -74,9 +74,11 @@ void sl_rowstate_queue(sl_rs_site *st, int64_t v, uint64_t h)
 {
     if (st->nq >= SL_RS_QUEUE_MAX) {
         /* a site that acknowledged nothing for this many versions of one
-         * row: forget the oldest (docs/conflicts.md, limits) */
+         * row: forget the oldest, but count it - its echo will come first
+         * (docs/conflicts.md, limits) */
         memmove(st->q, st->q + 1, (st->nq - 1) * sizeof(*st->q));
         st->nq--;
+        st->lost++;
     }
     if (st->nq == st->capq) {
         st->capq = st->capq ? st->capq * 2 : 2;
@@ -103,6 +105,7 @@ void sl_rowstate_ack(sl_rs_site *st, size_t k)
     st->held = st->q[k].v;
     memmove(st->q, st->q + k + 1, (st->nq - k - 1) * sizeof(*st->q));
     st->nq -= k + 1;
+    st->lost = 0; /* past them, whatever became of their echoes */
 }
 
 int sl_rowstate_image(const sl_rowstate *s, int64_t v, const char **row)
@@ -199,7 +202,7 @@ static int bad(sl_error *err, const char *what)
  * the bytes (0: none), hashes as 8 bytes little-endian:
  *   0x00 'S' 0x03 flags(bit 0: deleted)
  *   v ts:signed hash writer pos row
- *   nsites { name pos held:signed nq { v<<1|same hash? } own nacked { v<<1|same hash? } }
+ *   nsites { name pos held:signed nq { v<<1|same hash? } lost own nacked { v<<1|same hash? } }
  *   nimgs { v deleted:byte row }
  * `same` marks a queued or acknowledged hash equal to the row's hash (the
  * usual case: every column went to the site), which is then not repeated.
@@ -278,6 +281,7 @@ void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
         put_uv(out, st->nq);
         for (k = 0; k < st->nq; k++)
             put_sent(out, &st->q[k], s->hash);
+        put_uv(out, (uint64_t)st->lost);
         put_opt(out, st->held == SL_HELD_OWN ? st->own : NULL);
         put_uv(out, st->nacked);
         for (k = 0; k < st->nacked; k++)
@@ -408,6 +412,7 @@ static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
 
             sl_rowstate_queue(st, e.v, e.hash);
         }
+        st->lost = (int64_t)get_uv(&c);
         st->own = get_opt(&c);
         na = get_count(&c);
         if (na > SL_RS_ACKED)

@@ -45,6 +45,9 @@ typedef struct sl_rs_site {
     int64_t held;
     sl_rs_sent *q; /* sent, not acknowledged, oldest first */
     size_t nq, capq;
+    /* versions sent before the queue's oldest and forgotten (the queue was
+     * full): their echoes are still to come, ahead of the queue's */
+    int64_t lost;
     /* the last versions it acknowledged, oldest first: a repeated delivery
      * of one of them (outputs are at least once) comes back as an old
      * content that is not a change of the site */
@@ -99,7 +102,8 @@ void sl_rowstate_set_version(sl_rowstate *s, int64_t v, const char *writer, int6
                              bool deleted, sl_str row, uint64_t hash);
 /* Drop images no site holds or has queued. */
 void sl_rowstate_gc(sl_rowstate *s);
-/* Record that version v (hash h of what was sent) went to st. */
+/* Record that version v (hash h of what was sent) went to st. A full
+ * queue forgets its oldest entry and counts it in st->lost. */
 void sl_rowstate_queue(sl_rs_site *st, int64_t v, uint64_t h);
 /* The site applied queue entry k: it and the entries before it leave the
  * queue, the live ones join the acknowledged history; held = its version. */
