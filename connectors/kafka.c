@@ -112,6 +112,10 @@ typedef struct kpart {
     char *name; /* "topic/partition" */
     char *topic;
     int32_t partition;
+    bool assigned;       /* in this member's assignment now (under ksource.mu) */
+    bool lost;           /* taken away as lost (the session expired), not handed over */
+    uint64_t revoked_at; /* ksource.assign_gen when it was taken away */
+    bool moved_logged;   /* its uncommitted offsets were reported as moved */
     struct kpart *next;
 } kpart;
 
@@ -125,6 +129,15 @@ typedef struct ksource {
     bool regex; /* topics that do not exist yet may appear later */
     void (*release_hook)(void *arg);
     void *release_arg;
+    /* The engine has stopped polling (it cleared its release hook after its
+     * reader ended): the final commit serves the consumer itself, so that
+     * the group can be rejoined and the partitions paused. */
+    bool detached;
+    uint64_t assign_gen;              /* assignments received so far (under mu) */
+    bool refusal_logged;              /* a refused commit was reported since the last assignment */
+    int session_ms;                   /* session.timeout.ms in force */
+    char group[256];                  /* group.id in force */
+    rd_kafka_resp_err_t last_refusal; /* the group's last answer to a refused commit */
 } ksource;
 
 static const char *const consumer_defaults[] = {
@@ -243,12 +256,59 @@ static int ks_poll(void *self, sl_msg *msg, int timeout_ms, sl_error *err)
     return 1;
 }
 
+/* Note which partitions this member holds now (under ks->mu): a commit is
+ * sent only for those, and a partition whose commit was refused is known to
+ * have moved once an assignment without it arrives. */
+static void note_assignment(ksource *ks, rd_kafka_resp_err_t e,
+                            const rd_kafka_topic_partition_list_t *parts, bool all, bool lost)
+{
+    kpart *p;
+    int i;
+
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (i = 0; i < parts->cnt; i++)
+            part_for(ks, parts->elems[i].topic, parts->elems[i].partition);
+    }
+    pthread_mutex_lock(&ks->mu);
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        ks->assign_gen++;
+        ks->refusal_logged = false;
+        for (i = 0; i < parts->cnt; i++)
+            for (p = ks->parts; p; p = p->next)
+                if (p->partition == parts->elems[i].partition &&
+                    strcmp(p->topic, parts->elems[i].topic) == 0) {
+                    p->assigned = true;
+                    p->lost = false;
+                    p->moved_logged = false;
+                }
+    } else {
+        for (p = ks->parts; p; p = p->next) {
+            bool hit = all;
+
+            for (i = 0; !hit && i < parts->cnt; i++)
+                hit = p->partition == parts->elems[i].partition &&
+                      strcmp(p->topic, parts->elems[i].topic) == 0;
+            if (hit && p->assigned) {
+                p->assigned = false;
+                p->lost = lost;
+                p->revoked_at = ks->assign_gen;
+            }
+        }
+    }
+    pthread_mutex_unlock(&ks->mu);
+}
+
 /* Rebalance: before partitions go to another member, let the engine finish
- * and commit what it read of them, so the new owner starts where we ended. */
+ * and commit what it read of them, so the new owner starts where we ended.
+ * When the session expired (librdkafka revokes the assignment as lost), that
+ * commit is refused; ks_commit keeps those offsets until the partitions come
+ * back to this member. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     ksource *ks = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    bool lost = e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && rd_kafka_assignment_lost(rk);
 
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && ks->last_msg_ms == 0)
         ks->last_msg_ms = now_ms();
@@ -261,7 +321,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             ks->release_hook(ks->release_arg);
     }
     /* the cooperative protocol moves only some partitions at a time */
-    if (strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0) {
+    if (coop) {
         rd_kafka_error_t *err = e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
                                     ? rd_kafka_incremental_assign(rk, parts)
                                     : rd_kafka_incremental_unassign(rk, parts);
@@ -271,6 +331,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     } else {
         rd_kafka_assign(rk, e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? parts : NULL);
     }
+    /* after the engine's last commit: nothing more is read, only committed */
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && ks->detached)
+        rd_kafka_pause_partitions(rk, parts);
+    note_assignment(ks, e, parts, !coop && e != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, lost);
 }
 
 static void ks_set_release_hook(void *self, void (*fn)(void *arg), void *arg)
@@ -279,6 +343,7 @@ static void ks_set_release_hook(void *self, void (*fn)(void *arg), void *arg)
 
     ks->release_hook = fn;
     ks->release_arg = arg;
+    ks->detached = fn == NULL;
 }
 
 static bool ks_finite(void *self)
@@ -286,43 +351,233 @@ static bool ks_finite(void *self)
     return false;
 }
 
-/* One commit request for every partition of this checkpoint. */
-static int ks_commit(void *self, const char *const *inputs, const int64_t *done, size_t n,
-                     sl_error *err)
+/* The group refused the commit because this member is not (or no longer)
+ * in its current generation: librdkafka rejoins by itself. */
+static bool refused(rd_kafka_resp_err_t e)
 {
-    ksource *ks = self;
+    return e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+           e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR__STATE ||
+           e == RD_KAFKA_RESP_ERR__ASSIGNMENT_LOST || e == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+/* The coordinator is away or moving (a restarted broker loads its groups). */
+static bool transient(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+           e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+           e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD ||
+           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+}
+
+/* What became of each partition of a commit (state[i]). */
+enum { KC_DONE, KC_WAIT, KC_MOVED, KC_SENT };
+
+/* How long the final commit waits for the partitions to come back after
+ * the coordinator has expired this member's old session. */
+#define KC_SETTLE_MS 15000
+
+/* One try: commit the partitions of inputs[] that this member holds now.
+ * state[i] becomes KC_DONE (committed, or nothing to commit), KC_WAIT (not
+ * committed; this member is rejoining and may get it back) or KC_MOVED (an
+ * assignment without it came since it was taken away: another member has
+ * it). *lost tells whether a partition not committed was taken away because
+ * the session expired. Returns the answer to the request (NO_ERROR when
+ * none was sent). */
+static rd_kafka_resp_err_t commit_held(ksource *ks, const char *const *inputs, const int64_t *done,
+                                       size_t n, char *state, bool *lost)
+{
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     size_t i;
     kpart *p;
 
+    *lost = false;
     pthread_mutex_lock(&ks->mu);
     for (i = 0; i < n; i++) {
         for (p = ks->parts; p; p = p->next)
             if (strcmp(p->name, inputs[i]) == 0)
                 break;
-        /* Kafka's committed offset is the next one to read. */
-        if (p)
+        if (p == NULL) {
+            state[i] = KC_DONE; /* not a partition of this consumer */
+        } else if (p->assigned) {
+            /* Kafka's committed offset is the next one to read. */
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = done[i] + 1;
+            state[i] = KC_SENT;
+        } else {
+            state[i] = ks->assign_gen > p->revoked_at ? KC_MOVED : KC_WAIT;
+            *lost = *lost || p->lost;
+        }
     }
     pthread_mutex_unlock(&ks->mu);
     if (l->cnt)
         e = rd_kafka_commit(ks->rk, l, 0);
     rd_kafka_topic_partition_list_destroy(l);
-    /* A partition taken away by a rebalance cannot be committed here any
-     * more: its new owner starts from the last commit and redoes the rest
-     * (at least once; the per-row positions in the store drop repeats). */
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR__NO_OFFSET ||
-        e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
-        e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR__STATE)
-        return 0;
-    if (e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
-        e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-        e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR__WAIT_COORD ||
-        e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS)
-        return 1; /* try again at the next checkpoint (a restarted broker loads its groups) */
-    return sl_error_set(err, SL_ERR_IO, "kafka: committing offsets of %zu partitions: %s", n,
-                        rd_kafka_err2str(e));
+    for (i = 0; i < n; i++)
+        if (state[i] == KC_SENT)
+            state[i] = e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR__NO_OFFSET
+                           ? KC_DONE
+                           : KC_WAIT;
+    return e;
+}
+
+/* "a/0 up to offset 12, b/1 up to offset 40 and 3 more": the partitions in
+ * state `which` (KC_WAIT also takes KC_MOVED). */
+static size_t list_parts(char *buf, size_t size, const char *const *inputs, const int64_t *done,
+                         size_t n, const char *state, int which)
+{
+    size_t i, k = 0, shown = 0;
+    int len = 0;
+
+    buf[0] = '\0';
+    for (i = 0; i < n; i++) {
+        if (state[i] != which && !(which == KC_WAIT && state[i] == KC_MOVED))
+            continue;
+        if (k++ < 4 && (size_t)len < size) {
+            len += snprintf(buf + len, size - (size_t)len, "%s%s up to offset %lld",
+                            shown ? ", " : "", inputs[i], (long long)done[i]);
+            shown++;
+        }
+    }
+    if (k > shown && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, " and %zu more", k - shown);
+    return k;
+}
+
+/* Serve the consumer for about ms (rebalance callbacks: the group is
+ * rejoined and the partitions assigned again, paused). A message fetched
+ * before the pause is not taken: its offset is not committed. */
+static void serve(ksource *ks, int ms)
+{
+    int64_t end = now_ms() + ms;
+    int64_t left;
+
+    while ((left = end - now_ms()) > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, (int)left);
+
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+}
+
+/* One commit request for every partition of this checkpoint this member
+ * holds. A commit the group refuses (this member's session expired and it
+ * is rejoining, or a rebalance is under way) is not lost: the engine keeps
+ * those offsets ("not now") and they are committed once the partitions come
+ * back; a partition that went to another member instead is redone by it from
+ * the last commit (at least once) and is reported. The engine's last commit
+ * (detached: nobody else polls any more) serves the consumer itself until
+ * the partitions come back, for session.timeout.ms + KC_SETTLE_MS at most,
+ * and otherwise answers "not now" with err naming what was not committed. */
+static int ks_commit(void *self, const char *const *inputs, const int64_t *done, size_t n,
+                     sl_error *err)
+{
+    ksource *ks = self;
+    char *state = sl_xcalloc(n ? n : 1, 1);
+    int64_t t0 = now_ms(), deadline = t0 + ks->session_ms + KC_SETTLE_MS;
+    rd_kafka_resp_err_t e;
+    bool lost = false, evicted = false, tried = false, was_refused = false;
+    size_t i, nwait, nmoved;
+    char list[300], why[512];
+    int rc = 0;
+
+    for (;;) {
+        e = commit_held(ks, inputs, done, n, state, &lost);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET && !refused(e) &&
+            !transient(e)) {
+            rc = sl_error_set(err, SL_ERR_IO, "kafka: committing offsets of %zu partitions: %s", n,
+                              rd_kafka_err2str(e));
+            goto out;
+        }
+        /* lost: librdkafka gave the session up (no answer from the
+         * coordinator within session.timeout.ms) and revoked as lost */
+        evicted = evicted || lost || rd_kafka_assignment_lost(ks->rk);
+        if (refused(e)) {
+            bool say;
+
+            ks->last_refusal = e;
+            was_refused = true;
+
+            /* once per assignment: the engine tries again every second (the
+             * flag is reset by the rebalance callback, on the reader) */
+            pthread_mutex_lock(&ks->mu);
+            say = !ks->refusal_logged;
+            ks->refusal_logged = true;
+            pthread_mutex_unlock(&ks->mu);
+            if (say) {
+                list_parts(list, sizeof(list), inputs, done, n, state, KC_WAIT);
+                fprintf(stderr,
+                        "sluice: kafka: group %s refused the commit of %s (%s%s); sluice keeps "
+                        "these offsets and commits them when it holds the partitions again\n",
+                        ks->group, list, rd_kafka_err2str(e),
+                        evicted ? ": this member's session expired" : "");
+            }
+        }
+        nwait = nmoved = 0;
+        for (i = 0; i < n; i++) {
+            nwait += state[i] == KC_WAIT;
+            nmoved += state[i] == KC_MOVED;
+        }
+        if (nwait == 0 || !ks->detached || now_ms() >= deadline)
+            break;
+        tried = true;
+        serve(ks, 500);
+    }
+    if (ks->detached) {
+        if (nwait + nmoved == 0) {
+            if (tried)
+                fprintf(stderr,
+                        "sluice: kafka: committed the offsets of %zu partitions of group %s "
+                        "after %s (%.1f s)\n",
+                        n, ks->group, was_refused ? "rejoining it" : "waiting for it",
+                        (double)(now_ms() - t0) / 1000.0);
+            goto out;
+        }
+        list_parts(list, sizeof(list), inputs, done, n, state, KC_WAIT);
+        if (evicted)
+            snprintf(why, sizeof(why),
+                     "this member was evicted from group %s (no answer from its coordinator "
+                     "within session.timeout.ms=%d: an outage longer than that)",
+                     ks->group, ks->session_ms);
+        else
+            snprintf(why, sizeof(why), "group %s did not take the commit (%s)", ks->group,
+                     rd_kafka_err2str(was_refused ? ks->last_refusal : e));
+        sl_error_set(err, SL_ERR_IO,
+                     "kafka: offsets NOT committed for %s: %s, and %s; their outputs are "
+                     "written; the next run redoes these records (at least once)",
+                     list, why,
+                     nmoved ? "the partitions went to another member"
+                            : "the partitions did not come back to it in time");
+        rc = 1;
+        goto out;
+    }
+    if (nmoved) {
+        /* each partition once: the engine then takes it as done */
+        pthread_mutex_lock(&ks->mu);
+        for (i = 0; i < n; i++) {
+            kpart *p;
+
+            if (state[i] != KC_MOVED)
+                continue;
+            for (p = ks->parts; p; p = p->next)
+                if (strcmp(p->name, inputs[i]) == 0)
+                    break;
+            if (p && p->moved_logged)
+                state[i] = KC_DONE;
+            else if (p)
+                p->moved_logged = true;
+        }
+        pthread_mutex_unlock(&ks->mu);
+        if (list_parts(list, sizeof(list), inputs, done, n, state, KC_MOVED))
+            fprintf(stderr,
+                    "sluice: kafka: offsets not committed for %s: the partitions went to another "
+                    "member of group %s%s; it redoes them from the last commit (at least once)\n",
+                    list, ks->group, evicted ? " after this member's session expired" : "");
+    }
+    if (nwait)
+        rc = 1; /* try again at the next checkpoint */
+out:
+    free(state);
+    return rc;
 }
 
 static void ks_destroy(void *self)
@@ -378,6 +633,18 @@ int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topi
     ks->idle_exit_ms = idle_exit_ms;
     ks->regex = topics[0] == '^';
     ks->last_msg_ms = 0; /* set by the first assignment */
+    {
+        /* what the group runs with, for the messages of a refused commit */
+        char v[32];
+        size_t sz = sizeof(v);
+
+        ks->session_ms = rd_kafka_conf_get(conf, "session.timeout.ms", v, &sz) == RD_KAFKA_CONF_OK
+                             ? atoi(v)
+                             : 45000;
+        sz = sizeof(ks->group);
+        if (rd_kafka_conf_get(conf, "group.id", ks->group, &sz) != RD_KAFKA_CONF_OK)
+            snprintf(ks->group, sizeof(ks->group), "?");
+    }
     rd_kafka_conf_set_opaque(conf, ks);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));

@@ -592,7 +592,9 @@ static int cmd_run(int argc, char **argv)
     opts.reload_arg = &rctx;
     if (sl_pipeline_run(prog, &src, &sink, &store, &opts, &rep, &err) != 0) {
         fprintf(stderr, "sluice: %s\n", err.msg);
-        rc = 1;
+        /* 3: everything is written, only the input offsets were not
+         * committed (docs/cli.md); the next run redoes them */
+        rc = rep.uncommitted ? 3 : 1;
     } else {
         rc = 0;
     }

@@ -598,7 +598,9 @@ static void *reader_main(void *arg)
  * smallest position of that stream still in a batch in use, or all it read.
  * Outputs are made durable (files) or acknowledged (Kafka) first. Returns 0,
  * or -1 when the sink, the store or the source failed for good; "not yet"
- * (the broker is away) is no failure: the next checkpoint tries again. */
+ * (the broker is away) is no failure: the next checkpoint tries again. A
+ * source that did not take the commit ("not now": a consumer group that
+ * refused it) gives 1, with err saying why when it is the last checkpoint. */
 static int checkpoint_locked(engine *e, sl_error *err);
 
 static int checkpoint(engine *e, sl_error *err)
@@ -673,6 +675,8 @@ static int checkpoint_locked(engine *e, sl_error *err)
             rc = -1;
             goto out;
         }
+        if (r == 1)
+            rc = 1; /* the positions stay pending: committed again next time */
         if (r == 0) {
             pthread_mutex_lock(&e->mu);
             for (i = 0; i < nupd; i++)
@@ -934,7 +938,7 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         if (now_s() - last_ck >= 1.0 && checkpoints) {
             sl_error ck;
 
-            if (checkpoint(e, &ck) != 0)
+            if (checkpoint(e, &ck) < 0)
                 fail(e, &ck);
             last_ck = now_s();
         }
@@ -963,13 +967,28 @@ out:
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->writer, NULL);
     }
-    /* the source outlives this run: it must not call back into it */
+    /* the source outlives this run: it must not call back into it (and
+     * now nobody polls it: its last commit may serve it itself) */
     if (src->ops->set_release_hook)
         src->ops->set_release_hook(src->self, NULL, NULL);
     if (rc == 0) {
         sl_error ck;
+        int r = 0;
 
-        if (checkpoints && checkpoint(e, &ck) != 0)
+        sl_error_clear(&ck);
+        if (checkpoints)
+            r = checkpoint(e, &ck);
+        /* The last commit was not taken (the group evicted this member and
+         * did not give the partitions back in time): every output stands,
+         * the next run redoes those inputs; the caller says so and exits
+         * with its own status. */
+        if (r == 1 && !atomic_load(&e->failed)) {
+            rep->uncommitted = true;
+            if (ck.msg[0] == '\0')
+                sl_error_set(&ck, SL_ERR_IO, "%s: the input positions were not committed",
+                             src->ops->name);
+        }
+        if (r != 0)
             fail(e, &ck);
         if (atomic_load(&e->failed)) {
             if (err)

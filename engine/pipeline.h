@@ -60,6 +60,8 @@ typedef struct sl_run_report {
     double seconds;
     int threads;
     bool stopped;           /* ended by a stop request before the input ended */
+    bool uncommitted;       /* the last checkpoint's commit was refused (Kafka: the group
+                             * evicted this member); outputs stand, the next run redoes */
     int reloads;            /* rule reloads (SIGHUP) that took effect */
     sl_topic_count *topics; /* owned; sorted by topic */
     size_t ntopics;

@@ -36,48 +36,14 @@ SEED=${KT_SEED:-$((RANDOM * 32768 + RANDOM))}
 RANDOM=$((SEED % 32768))
 W=$KT_WORK
 
-kt_broker_start || kt_finish
-
-if ! IN=$(kt_bench "$EVENTS"); then
-  kt_check input 0 "generate.py failed"
-  kt_finish
-fi
-if PLAN=$(kt_plan_cached $PARTS "$IN" --by-table kt); then
-  kt_check plan 1 "$(cat "$PLAN/summary.txt")"
-else
-  kt_check plan 0 "kt.py plan failed"
-  kt_finish
-fi
-mapfile -t TOPICS <"$PLAN/topics.txt"
-N=$(wc -l <"$PLAN/file-input.jsonl")
+kt_setup_bench "$EVENTS" $PARTS $THREADS
 # subscribe by pattern: every "<site>." prefix of the input topics
 RX="^($(sed -n 's/^\([^.]*\)\..*/\1/p' "$PLAN/topics.txt" | sort -u | paste -sd'|'))\\."
 if grep -qv '\.' "$PLAN/topics.txt"; then
   kt_check topics-pattern 0 "an input topic has no '.': $RX would miss it"
 fi
 
-out=""
-if kt_create_topics $PARTS "${TOPICS[@]}" && kt_produce "$PLAN" && out=$(kt_produced_ok "$PLAN"); then
-  kt_check produce 1 "$out in ${#TOPICS[@]} topics"
-else
-  kt_check produce 0 "${out:-creating topics or kcat failed}"
-  kt_finish
-fi
-
-mkdir -p "$W/a"
-if kt_sluice_file "$W/a/out" "$W/a/store.db" "$PLAN/file-input.jsonl" --threads $THREADS; then
-  kt_check file-mode 1 "written $(kt_stat_sum written "$W/a/out.stats") in $(
-    kt_stat_sum seconds "$W/a/out.stats") s"
-else
-  kt_tail "$W/a/out.log"
-  kt_check file-mode 0 "sluice run --input failed"
-  kt_finish
-fi
-
-if ! kt_kafka_mode_ok; then
-  kt_check kafka-mode 0 "sluice does not run in Kafka mode yet ($KT_PROBE_DETAIL)"
-  kt_finish
-fi
+kt_require_kafka_mode
 
 ARGS=(--topics "$RX" --store "sqlite:$W/kafka.db" --threads $THREADS --batch $BATCH)
 
@@ -126,14 +92,5 @@ else
   kt_check offsets-committed 0 "$out"
 fi
 
-if kt_consume "$W/got.jsonl" '^sluice\.' 1; then
-  kt_check consume 1 "$(wc -l <"$W/got.jsonl") records"
-else
-  kt_check consume 0 "kcat failed"
-fi
-
-BOUND=$((KILLS * 4 * THREADS * BATCH * 3))
-kt_check_lines < <(python3 "$KT_PY" compare --expected "$W/a/out" --got "$W/got.jsonl" \
-  --mode at-least-once --bound $BOUND --report "$W/compare.txt")
-[ ! -s "$W/compare.txt" ] || { echo "--- differences ($W/compare.txt):" >&2; head -n 20 "$W/compare.txt" >&2; }
+kt_check_outputs $((KILLS * 4 * THREADS * BATCH * 3))
 kt_finish

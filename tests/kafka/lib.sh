@@ -426,3 +426,86 @@ kt_bench() {
   fi
   echo "$f"
 }
+
+# ---------------------------------------------------------------- shared setup
+
+# kt_setup_bench EVENTS PARTITIONS THREADS [HALF]: the setup of the tests
+# that stream benchmark events (0002, 0003, 0005, 0007). Starts the broker,
+# makes the input (kt_bench EVENTS) and its plan (one topic per table,
+# kt.public.*, PARTITIONS partitions each, kt.py plan --by-table), creates
+# the topics, produces every record (HALF=1: the first half of each
+# partition) and checks the end offsets, then runs sluice in file mode over
+# the whole input with THREADS workers as the reference ($KT_WORK/a/out).
+# Checks: broker, plan, produce (produce-first-half), file-mode; calls
+# kt_finish (the test ends) when one fails. Sets PLAN, TOPICS (array), TLIST
+# (comma-separated) and N (input records).
+#
+# Why one topic per table: with a store, outputs depend on the order in
+# which a row's changes from different sites arrive (docs/conflicts.md);
+# there each row's changes from every site are in one partition in file
+# order, the order the file-mode reference saw.
+kt_setup_bench() {
+  local events=$1 parts=$2 threads=$3 half=${4:-0} in out="" name=produce
+  kt_broker_start || kt_finish
+  if ! in=$(kt_bench "$events"); then
+    kt_check input 0 "generate.py failed"
+    kt_finish
+  fi
+  if PLAN=$(kt_plan_cached "$parts" "$in" --by-table kt); then
+    kt_check plan 1 "$(cat "$PLAN/summary.txt")"
+  else
+    kt_check plan 0 "kt.py plan failed"
+    kt_finish
+  fi
+  mapfile -t TOPICS <"$PLAN/topics.txt"
+  # shellcheck disable=SC2034 # for the test that called
+  TLIST=$(IFS=,; echo "${TOPICS[*]}")
+  # shellcheck disable=SC2034
+  N=$(wc -l <"$PLAN/file-input.jsonl")
+  [ "$half" = 1 ] && name=produce-first-half
+  if kt_create_topics "$parts" "${TOPICS[@]}" && kt_produce "$PLAN" "$half" &&
+    out=$(kt_produced_ok "$PLAN" "$half"); then
+    kt_check "$name" 1 "$out in ${#TOPICS[@]} topics"
+  else
+    kt_check "$name" 0 "${out:-creating topics or kcat failed}"
+    kt_finish
+  fi
+  mkdir -p "$KT_WORK/a"
+  if kt_sluice_file "$KT_WORK/a/out" "$KT_WORK/a/store.db" "$PLAN/file-input.jsonl" \
+    --threads "$threads"; then
+    kt_check file-mode 1 "written $(kt_stat_sum written "$KT_WORK/a/out.stats") in $(
+      kt_stat_sum seconds "$KT_WORK/a/out.stats") s"
+  else
+    kt_tail "$KT_WORK/a/out.log"
+    kt_check file-mode 0 "sluice run --input failed"
+    kt_finish
+  fi
+}
+
+# kt_require_kafka_mode: the test ends unless this sluice runs in Kafka mode
+# (kt_kafka_mode_ok).
+kt_require_kafka_mode() {
+  if ! kt_kafka_mode_ok; then
+    kt_check kafka-mode 0 "sluice does not run in Kafka mode yet ($KT_PROBE_DETAIL)"
+    kt_finish
+  fi
+}
+
+# kt_check_outputs BOUND: consume every sluice.* topic and compare with the
+# file-mode reference ($KT_WORK/a/out): every expected record present at
+# least once, nothing else, each key's records in order, at most BOUND
+# duplicates. Checks: consume, then kt.py compare's checks.
+kt_check_outputs() {
+  local bound=$1 w=$KT_WORK
+  if kt_consume "$w/got.jsonl" '^sluice\.' 1; then
+    kt_check consume 1 "$(wc -l <"$w/got.jsonl") records"
+  else
+    kt_check consume 0 "kcat failed"
+  fi
+  kt_check_lines < <(python3 "$KT_PY" compare --expected "$w/a/out" --got "$w/got.jsonl" \
+    --mode at-least-once --bound "$bound" --report "$w/compare.txt")
+  [ ! -s "$w/compare.txt" ] || {
+    echo "--- differences ($w/compare.txt):" >&2
+    head -n 20 "$w/compare.txt" >&2
+  }
+}
