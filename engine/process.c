@@ -138,7 +138,7 @@ typedef struct rentry {
     char key[];
 } rentry;
 
-#define CACHE_BUCKETS 65536
+#define CACHE_BUCKETS 262144 /* half a cached row per bucket: each probe is a cache miss */
 #define CACHE_MAX     131072
 /* ... and at most about this many bytes of row state: rows that many sites
  * have not acknowledged carry long queues (docs/conflicts.md). */
@@ -208,6 +208,8 @@ struct sl_proc {
 
     rentry **cache;
     size_t ncache, cache_bytes;
+    uint64_t h_all;  /* the change's row hash without a column selection ... */
+    bool h_all_ok;   /* ... once computed for the change in work */
     sl_rowstate cur; /* the state of cur_e, decoded */
     rentry *cur_e;   /* NULL: cur holds nothing */
     sl_buf enc;
@@ -583,6 +585,19 @@ static int route(sl_proc *w, sl_item *it, sl_eval_ctx *ctx, sl_siteset *dests, s
 
 /* ---- rows this worker knows the store lacks ----------------------------------- */
 
+/* Where a row's hash (sl_item.hash) lands in the cache and in the known
+ * set. Its low bits pick the worker, so they are the same for every row of
+ * one worker: the slot comes from the mixed high bits. */
+static size_t cache_slot(uint64_t h)
+{
+    return (size_t)((h * 0x9e3779b97f4a7c15ULL) >> 40) & (CACHE_BUCKETS - 1);
+}
+
+static size_t known_slot(const sl_proc *w, uint64_t h)
+{
+    return (size_t)((h * 0xbf58476d1ce4e5b9ULL) >> 32) & (w->capknown - 1);
+}
+
 static bool known_has(const sl_proc *w, uint64_t h)
 {
     size_t i;
@@ -590,7 +605,7 @@ static bool known_has(const sl_proc *w, uint64_t h)
     if (w->capknown == 0)
         return false;
     h |= 1;
-    for (i = h & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+    for (i = known_slot(w, h); w->known[i]; i = (i + 1) & (w->capknown - 1))
         if (w->known[i] == h)
             return true;
     return false;
@@ -619,7 +634,7 @@ static void known_add(sl_proc *w, uint64_t h)
         w->nknown = 0;
         for (k = 0; k < oldcap; k++)
             if (old[k]) {
-                for (i = old[k] & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+                for (i = known_slot(w, old[k]); w->known[i]; i = (i + 1) & (w->capknown - 1))
                     ;
                 w->known[i] = old[k];
                 w->nknown++;
@@ -627,7 +642,7 @@ static void known_add(sl_proc *w, uint64_t h)
         free(old);
     }
     h |= 1;
-    for (i = h & (w->capknown - 1); w->known[i]; i = (i + 1) & (w->capknown - 1))
+    for (i = known_slot(w, h); w->known[i]; i = (i + 1) & (w->capknown - 1))
         ;
     w->known[i] = h;
     w->nknown++;
@@ -637,19 +652,16 @@ static void known_add(sl_proc *w, uint64_t h)
  * with err filled when the store failed. */
 static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
 {
-    sl_buf *ck = &w->tmp;
-    uint64_t h;
+    uint64_t h = it->hash; /* of table and key (stage A) */
+    size_t tl = it->qname.len, kl = it->key.len;
     rentry **slot, *e;
     int r;
 
-    sl_buf_reset(ck);
-    sl_buf_append(ck, it->qname.data, it->qname.len);
-    sl_buf_putc(ck, '\x1f');
-    sl_buf_append(ck, it->key.data, it->key.len);
-    h = sl_hash64(ck->data, ck->len, SL_HASH_SEED);
-    slot = &w->cache[h % CACHE_BUCKETS];
+    slot = &w->cache[cache_slot(h)];
     for (e = *slot; e; e = e->next)
-        if (e->h == h && e->klen == ck->len && memcmp(e->key, ck->data, ck->len) == 0)
+        if (e->h == h && e->tlen == tl && e->klen == tl + 1 + kl &&
+            memcmp(e->key, it->qname.data, tl) == 0 &&
+            memcmp(e->key + tl + 1, it->key.data, kl) == 0)
             break;
     if (e != NULL && e == w->cur_e)
         return &w->cur; /* the row of the previous change: still decoded */
@@ -666,17 +678,19 @@ static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
         if (w->evict_hook)
             w->evict_hook(w->evict_arg);
         cache_clear(w, false);
-        slot = &w->cache[h % CACHE_BUCKETS];
+        slot = &w->cache[cache_slot(h)];
     }
-    e = sl_xmalloc(sizeof(*e) + ck->len);
+    e = sl_xmalloc(sizeof(*e) + tl + 1 + kl);
     e->h = h;
-    e->klen = (uint32_t)ck->len;
-    e->tlen = (uint32_t)it->qname.len;
+    e->klen = (uint32_t)(tl + 1 + kl);
+    e->tlen = (uint32_t)tl;
     e->dirty = false;
     e->dlen = 0;
     e->doc = NULL;
     e->dnext = NULL;
-    memcpy(e->key, ck->data, ck->len);
+    memcpy(e->key, it->qname.data, tl);
+    e->key[tl] = '\x1f';
+    memcpy(e->key + tl + 1, it->key.data, kl);
     if (!w->all_known || known_has(w, h)) {
         sl_str t = {it->qname.data, it->qname.len}, k = {it->key.data, it->key.len};
 
@@ -922,6 +936,19 @@ static sl_lua *lua_for(sl_proc *w, const sl_program *p, sl_buf *reason)
 /* Send version v (image text row; NULL: deleted) to the sites in to, and
  * queue what each will echo. The incoming change itself is rendered when
  * as_incoming, else the image. */
+/* The hash of the change's row as a site with selection sel receives it.
+ * Without a selection it is the same for every site: computed once. */
+static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
+{
+    if (sel != NULL)
+        return sl_event_row_hash(&it->ev, sel, &w->hscratch);
+    if (!w->h_all_ok) {
+        w->h_all = sl_event_row_hash(&it->ev, NULL, &w->hscratch);
+        w->h_all_ok = true;
+    }
+    return w->h_all;
+}
+
 static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_siteset *to,
                          bool as_incoming, const vinfo *vi)
 {
@@ -961,7 +988,7 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
             continue;
         }
         sl_siteset_add(&out, (int)d);
-        h = as_incoming ? sl_event_row_hash(&it->ev, t->sel ? t->sel[d] : NULL, &w->hscratch)
+        h = as_incoming ? in_hash(w, it, t->sel ? t->sel[d] : NULL)
                         : sl_image_hash(&w->imgj, t->sel ? t->sel[d] : NULL, &w->hscratch);
         sl_rowstate_queue(st, rs->v, h);
     }
@@ -973,19 +1000,20 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
         emit(w, it, &out, deleted ? NULL : &w->imgj, deleted ? 'd' : 'u', vi);
 }
 
-static void record_conflict(sl_proc *w, sl_item *it, const sl_rowstate *rs_before_row,
-                            const char *cur_row, const char *base_row, const char *cur_site,
-                            int64_t cur_v, int64_t cur_ts, sl_outcome oc, int64_t v_result,
-                            const char *result_row)
+static int64_t change_ts(const sl_event *ev);
+
+static void record_conflict(sl_proc *w, sl_item *it, const char *cur_row, const char *base_row,
+                            const char *cur_site, int64_t cur_v, int64_t cur_ts, sl_outcome oc,
+                            int64_t v_result, const char *result_row)
 {
     const sl_program *p = it->prog;
     const sl_table *t = it->table;
     const char *origin = p->sites[it->origin].name;
     conf_desc *c;
     sl_buf *b = &w->tmp;
+    const sl_loc *rule = t->conflict.loc.file ? &t->conflict.loc : &t->loc;
     bool del;
 
-    (void)rs_before_row;
     if (w->nconfs == w->capconfs) {
         w->capconfs = w->capconfs ? w->capconfs * 2 : 16;
         w->confs = sl_xrealloc(w->confs, w->capconfs * sizeof(*w->confs));
@@ -1004,11 +1032,15 @@ static void record_conflict(sl_proc *w, sl_item *it, const sl_rowstate *rs_befor
     else
         sl_buf_printf(b, "v%lld", (long long)cur_v);
     {
+        /* Idempotent (the same change gives the same id when it is redone)
+         * and in source-time order: 11 hex digits of the change's ts_ms,
+         * then 13 of a hash of what identifies it. New conflicts land at
+         * the end of the store's id index instead of a random page of it. */
         char id[40];
+        uint64_t ts = (uint64_t)change_ts(&it->ev) & ((1ULL << 44) - 1);
+        uint64_t hh = sl_hash64(b->data, b->len, SL_HASH_SEED) & ((1ULL << 52) - 1);
 
-        snprintf(id, sizeof(id), "%016llx%08llx",
-                 (unsigned long long)sl_hash64(b->data, b->len, SL_HASH_SEED),
-                 (unsigned long long)(sl_hash64(b->data, b->len, 0x12345678ULL) & 0xffffffffu));
+        snprintf(id, sizeof(id), "%011llx%013llx", (unsigned long long)ts, (unsigned long long)hh);
         conf_str(w, c, CF_ID, id, strlen(id));
     }
     conf_str(w, c, CF_TABLE, it->qname.data, it->qname.len);
@@ -1023,8 +1055,9 @@ static void record_conflict(sl_proc *w, sl_item *it, const sl_rowstate *rs_befor
         conf_cstr(w, c, CF_INCOMING, NULL);
     conf_cstr(w, c, CF_RESULT, result_row);
     sl_buf_reset(b);
-    sl_buf_printf(b, "%s:%d:%d", t->conflict.loc.file ? t->conflict.loc.file : "?",
-                  t->conflict.loc.line, t->conflict.loc.col);
+    /* the `on conflict` statement, or the table block when it has none
+     * (the default rule) */
+    sl_buf_printf(b, "%s:%d:%d", rule->file ? rule->file : "?", rule->line, rule->col);
     conf_str(w, c, CF_RULE, b->data, b->len);
     del = cur_row == NULL || it->ev.op == 'd';
     sl_buf_reset(&w->strat);
@@ -1077,6 +1110,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     vinfo vi;
     sl_outcome oc = SL_RES_INCOMING;
 
+    w->h_all_ok = false;
     rs = state_get(w, it, err);
     if (rs == NULL)
         return -1;
@@ -1108,7 +1142,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         push_seen(w, it, rs);
         return 0;
     }
-    h_me = sl_event_row_hash(ev, t->sel ? t->sel[it->origin] : NULL, &w->hscratch);
+    h_me = in_hash(w, it, t->sel ? t->sel[it->origin] : NULL);
     for (k = 0; k < me->nq; k++)
         if (me->q[k].hash == h_me || me->q[k].hash != SL_EVENT_HASH_DELETED)
             break;
@@ -1183,7 +1217,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         return 0;
     }
     it->dests = dests;
-    h_full = sl_event_row_hash(ev, NULL, &w->hscratch);
+    h_full = in_hash(w, it, NULL);
     /* 4. the site already holds the consolidated content */
     if (rs->v > 0 && me->nq == 0 && h_full == rs->hash) {
         me->held = rs->v;
@@ -1281,7 +1315,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
                               : oc == SL_RES_INCOMING ? (in_del ? NULL : w->img.data)
                                                       : cur_row;
 
-            record_conflict(w, it, rs, cur_row, base.row, rs->writer, rs->v, rs->ts, oc, rv, res);
+            record_conflict(w, it, cur_row, base.row, rs->writer, rs->v, rs->ts, oc, rv, res);
         }
     }
     /* 6. the outcome */
@@ -1478,6 +1512,8 @@ void sl_proc_reset(sl_proc *w, sl_seen_set *out)
             /* the rows point into the bytes, which move with the set */
             out->bytes = w->seenb;
             memset(&w->seenb, 0, sizeof(w->seenb));
+            /* the next batch needs about as much: grow once, not by doubling */
+            sl_buf_reserve(&w->seenb, out->bytes.len);
             for (i = 0; i < w->nseen; i++) {
                 const seen_desc *d = &w->seen[i];
                 sl_seen *r = &out->rows[i];
@@ -1501,6 +1537,7 @@ void sl_proc_reset(sl_proc *w, sl_seen_set *out)
             out->nconflicts = w->nconfs;
             out->cbytes = w->confb;
             memset(&w->confb, 0, sizeof(w->confb));
+            sl_buf_reserve(&w->confb, out->cbytes.len);
             for (i = 0; i < w->nconfs; i++) {
                 const conf_desc *d = &w->confs[i];
                 sl_conflict_rec *c = &out->conflicts[i];
@@ -1536,6 +1573,23 @@ void sl_proc_reset(sl_proc *w, sl_seen_set *out)
     w->nouts = 0;
     w->nhdrs = 0;
     sl_buf_reset(&w->out);
+}
+
+void sl_proc_prefetch(sl_proc *w, const sl_item *it, bool entry)
+{
+    const rentry *e;
+
+    if (w->store == NULL)
+        return;
+    if (!entry) {
+        __builtin_prefetch(&w->cache[cache_slot(it->hash)]);
+        if (w->capknown)
+            __builtin_prefetch(&w->known[known_slot(w, it->hash | 1)]);
+        return;
+    }
+    e = w->cache[cache_slot(it->hash)];
+    if (e)
+        __builtin_prefetch(e);
 }
 
 void sl_proc_set_evict_hook(sl_proc *w, void (*hook)(void *arg), void *arg)

@@ -131,6 +131,11 @@ void sl_proc_reset(sl_proc *w, sl_seen_set *out);
 /* Called before the proc forgets its cache of seen positions, so the
  * caller can first make sure everything handed out is in the store. */
 void sl_proc_set_evict_hook(sl_proc *w, void (*hook)(void *arg), void *arg);
+/* A hint for an item a few places ahead of the one in work: bring the
+ * memory its row-state lookup will touch into the CPU cache (its cache
+ * bucket and known-set slot; with `entry`, the first cached row of that
+ * bucket, which the bucket prefetched earlier names). Changes nothing. */
+void sl_proc_prefetch(sl_proc *w, const sl_item *it, bool entry);
 
 sl_counters *sl_proc_counters(sl_proc *w);
 /* Written records per topic, summed into `out` (topic -> count) by the caller. */
