@@ -5,10 +5,16 @@
 #
 #   tests/bench/state.sh [--rows N] [--updates N] [--threads N] [--runs N] [--mongo mongodb://HOST:PORT]
 #
-# Defaults: 1,000,000 distinct rows inserted + 200,000 updates, the cores,
-# best of 1 run. Prints a Markdown table (docs/performance.md) with events/s,
-# the ratio to the stateless run, and store requests per event. Builds
-# sluice (Release) into build-bench/. Not part of the test suite.
+# Two workloads from one generated input (tests/bench/state_gen.py):
+#   distinct  the first N events: N distinct rows, each inserted once (the
+#             consolidated-view issue's "1,000,000 distinct rows");
+#   mixed     the same followed by the updates of random earlier rows from
+#             random sites (most of them conflicts, recorded in the store).
+# Defaults: 1,000,000 rows + 200,000 updates, the cores, best of 1 run.
+# Prints a Markdown table (docs/performance.md) with events/s, the ratio to
+# the stateless run of the same workload, CPU seconds (user + system) and
+# peak RSS, and store requests per event. Builds sluice (Release) into
+# build-bench/. Not part of the test suite.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +34,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --mongo) mongo=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "state.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,39 +52,54 @@ fi
 events=$(wc -l <"$input")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+head -n "$rows" "$input" >"$work/distinct.jsonl"
 
-# best events/s over $runs runs of one store; prints "events_per_s requests"
+# best events/s over $runs runs of one store on one input; prints
+# "events_per_s requests cpu_s rss_mb" of the best run
 measure() {
     best=0
     reqs=0
+    cpu=0
+    rss=0
     i=0
     while [ $i -lt "$runs" ]; do
         rm -rf "$work/out" "$work"/st.db*
         uri=$1
         # a fresh database per MongoDB run
         [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$i"
-        "$build/sluice" run --quiet --threads "$threads" --input "$input" --output "$work/out" \
+        /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
+            --threads "$threads" --input "$2" --output "$work/out" \
             --store "$uri" --stats "$work/stats.json" "$here/state.rules"
-        eps=$(python3 -c "import json,sys; s=json.load(open('$work/stats.json')); print(int(s['read']/s['seconds']), s.get('store_round_trips',0))")
-        set -- "$1" $eps
-        if [ "$2" -gt "$best" ]; then best=$2; reqs=$3; fi
-        set -- "$1"
+        r=$(python3 -c "
+import json
+s = json.load(open('$work/stats.json'))
+u, y, m = open('$work/time').read().split()[-3:]
+print(int(s['read'] / s['seconds']), s.get('store_round_trips', 0), '%.1f' % (float(u) + float(y)), int(m) // 1024)")
+        set -- "$1" "$2" $r
+        if [ "$3" -gt "$best" ]; then best=$3; reqs=$4; cpu=$5; rss=$6; fi
+        set -- "$1" "$2"
         i=$((i + 1))
     done
-    echo "$best $reqs"
+    echo "$best $reqs $cpu $rss"
 }
 
-none=$(measure none)
-sq=$(measure "sqlite:$work/st.db")
-nb=${none% *}
-sb=${sq% *}
-echo "| store | events | events/s | vs no state | store requests per event |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-echo "| none | $events | $nb | 1.00x | - |"
-python3 -c "print('| sqlite | $events | $sb | %.2fx | - |' % ($sb / $nb))"
-if [ -n "$mongo" ]; then
-    mg=$(measure "$mongo")
-    mb=${mg% *}
-    mr=${mg#* }
-    python3 -c "print('| mongodb | $events | $mb | %.2fx | %.3f |' % ($mb / $nb, $mr / $events))"
-fi
+row() { # workload events store "eps reqs cpu rss" baseline_eps
+    set -- "$1" "$2" "$3" $4 "$5"
+    python3 -c "
+eps, base = $4, $8
+reqs = '%.3f' % ($5 / $2) if '$3'.startswith('mongodb') else '-'
+print('| $1 | $3 | {:,} | {:,} | {:.2f}x | $6 | $7 | {} |'.format($2, eps, eps / base, reqs))"
+}
+
+echo "| workload | store | events | events/s | vs no state | CPU s | peak RSS (MiB) | store requests per event |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for wl in distinct mixed; do
+    if [ $wl = distinct ]; then in="$work/distinct.jsonl"; n=$rows; else in=$input; n=$events; fi
+    none=$(measure none "$in")
+    nb=${none%% *}
+    row $wl "$n" none "$none" "$nb"
+    row $wl "$n" sqlite "$(measure "sqlite:$work/st.db" "$in")" "$nb"
+    if [ -n "$mongo" ]; then
+        row $wl "$n" mongodb "$(measure "$mongo" "$in")" "$nb"
+    fi
+done
