@@ -20,11 +20,15 @@
 
 #include "store.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* Version 1 had a `seen` table (newest position per origin, table and key).
  * Version 2 keeps that inside each row's state document instead, which a
- * position alone cannot be turned into: opening a version-1 file drops it. */
+ * position alone cannot be turned into: opening a version-1 file drops it.
+ * Version 3 has the same tables; its row documents are binary (the engine
+ * still reads the JSON documents of version 2, and rewrites a row in the new
+ * form when it changes), so a sluice that knows only version 2 must not
+ * open it. */
 static const char schema_sql[] =
     /* A rowid table and a separate key index: documents of new rows are
      * appended (a few pages per batch), and only the small index entries

@@ -401,9 +401,13 @@ static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
 
         if (name == NULL)
             return bad(err, "site name");
+        for (k = 0; k < s->nsites; k++)
+            if (strcmp(s->sites[k].name, name) == 0) {
+                free(name);
+                return bad(err, "a site twice");
+            }
         st = sl_rowstate_site(s, name);
         free(name);
-        free(st->pos);
         st->pos = get_opt(&c);
         st->held = get_sv(&c);
         nq = get_count(&c);

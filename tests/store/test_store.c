@@ -964,7 +964,7 @@ static int one_text(sqlite3 *db, const char *sql, char *out, size_t cap)
     return rc == SQLITE_ROW;
 }
 
-/* A file of schema version 1 (the old `seen` table) opens as version 2:
+/* A file of schema version 1 (the old `seen` table) opens as version 3:
  * `seen` is gone, progress and inputs are kept, the new tables work. A file
  * from a newer sluice is refused. */
 static void test_sqlite_migrate(void **state)
@@ -1023,7 +1023,7 @@ static void test_sqlite_migrate(void **state)
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
-    assert_string_equal(v, "2");
+    assert_string_equal(v, "3");
     assert_int_equal(one_text(db, "SELECT name FROM sqlite_master WHERE name='seen'", v, sizeof(v)),
                      0);
     assert_int_equal(one_text(db,
@@ -1033,11 +1033,11 @@ static void test_sqlite_migrate(void **state)
                      1);
     assert_string_equal(v, "4");
     /* a file a newer sluice wrote */
-    exec_ok(db, "UPDATE meta SET v='3' WHERE k='schema_version'");
+    exec_ok(db, "UPDATE meta SET v='4' WHERE k='schema_version'");
     sqlite3_close(db);
     assert_int_equal(sl_store_open(&st, uri, &err), -1);
     assert_int_equal(err.code, SL_ERR_STORE);
-    assert_non_null(strstr(err.msg, "schema version 3"));
+    assert_non_null(strstr(err.msg, "schema version 4"));
     sl_buf_free(&b);
     unlink(path);
 }
