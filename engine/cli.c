@@ -19,6 +19,7 @@
 #include "luahook.h"
 #include "pipeline.h"
 #include "process.h"
+#include "rowstate.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -35,6 +36,8 @@ static const char usage_text[] =
     "  conflicts [--store URI] [--table T] [--key K] [--site S] [--status open|resolved|operator]\n"
     "            [--limit N] [--json]  list recorded conflicts, newest first\n"
     "  conflicts decide ID [--store URI] [--result ROW]  mark a conflict decided by an operator\n"
+    "  rows [--store URI] [--table T] [--key K] [--limit N]\n"
+    "                                 the consolidated view: each row's state as JSON lines\n"
     "  version                        print the version\n"
     "  help                           this text\n"
     "\n"
@@ -934,6 +937,98 @@ out:
     return rc;
 }
 
+typedef struct rows_print {
+    const char *key; /* only this key (canonical JSON), or NULL */
+    size_t n, limit;
+    sl_buf line;
+} rows_print;
+
+static int print_row(void *arg, sl_str table, sl_str key, sl_str doc)
+{
+    rows_print *rp = arg;
+    sl_rowstate st;
+    sl_error e;
+
+    if (rp->key && (key.len != strlen(rp->key) || memcmp(key.p, rp->key, key.len) != 0))
+        return 0;
+    sl_rowstate_init(&st);
+    sl_buf_reset(&rp->line);
+    sl_buf_puts(&rp->line, "{\"table\":");
+    sl_buf_json_str(&rp->line, table.p, table.len);
+    sl_buf_puts(&rp->line, ",\"key\":");
+    sl_buf_append(&rp->line, key.p, key.len); /* canonical key JSON */
+    if (sl_rowstate_read(&st, doc.p, doc.len, &e) != 0) {
+        /* say so and go on: one damaged row must not hide the others */
+        sl_buf_puts(&rp->line, ",\"error\":");
+        sl_buf_json_str(&rp->line, e.msg, strlen(e.msg));
+    } else {
+        sl_buf_puts(&rp->line, ",\"state\":");
+        sl_rowstate_json(&st, &rp->line);
+    }
+    sl_buf_puts(&rp->line, "}\n");
+    fwrite(rp->line.data, 1, rp->line.len, stdout);
+    sl_rowstate_free(&st);
+    rp->n++;
+    return rp->limit && rp->n >= rp->limit;
+}
+
+/* sluice rows: what the store holds per row, decoded (the documents are
+ * binary, docs/store.md). */
+static int cmd_rows(int argc, char **argv)
+{
+    const char *store_uri = SL_STORE_DEFAULT_URI, *table = NULL, *v;
+    rows_print rp = {0};
+    sl_store store = {0};
+    sl_error err;
+    void *sess = NULL;
+    int i, rc = 1, limit = 0;
+
+    for (i = 0; i < argc; i++) {
+        if ((v = opt_value(argc, argv, &i, "--store")) != NULL && *v)
+            store_uri = v;
+        else if ((v = opt_value(argc, argv, &i, "--table")) != NULL && *v)
+            table = v;
+        else if ((v = opt_value(argc, argv, &i, "--key")) != NULL && *v)
+            rp.key = v;
+        else if ((v = opt_value(argc, argv, &i, "--limit")) != NULL && *v) {
+            if (parse_count(v, 1 << 30, &limit) != 0)
+                return usage_error("rows: --limit wants a number, not '%s'", v);
+        } else
+            return usage_error("rows: unexpected argument '%s'", argv[i]);
+    }
+    rp.limit = (size_t)limit;
+    if (sl_store_open(&store, store_uri, &err) != 0 ||
+        (sess = store.ops->session_open(store.self, &err)) == NULL) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        goto out;
+    }
+    if (table && rp.key) {
+        /* one row: a lookup, not a scan */
+        sl_str t = {table, strlen(table)}, k = {rp.key, strlen(rp.key)};
+        sl_buf doc = SL_BUF_INIT;
+        int r = store.ops->row_get(sess, t, k, &doc, &err);
+
+        if (r == 1)
+            print_row(&rp, t, k, (sl_str){doc.data ? doc.data : "", doc.len});
+        sl_buf_free(&doc);
+        if (r < 0) {
+            fprintf(stderr, "sluice: %s\n", err.msg);
+            goto out;
+        }
+    } else if (store.ops->rows_each(sess, table, print_row, &rp, &err) != 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        goto out;
+    }
+    fprintf(stderr, "%zu row%s\n", rp.n, rp.n == 1 ? "" : "s");
+    rc = 0;
+out:
+    sl_buf_free(&rp.line);
+    if (sess)
+        store.ops->session_close(sess);
+    sl_store_destroy(&store);
+    return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     const char *store_uri = SL_STORE_DEFAULT_URI, *v;
@@ -988,6 +1083,8 @@ int sl_cli_main(int argc, char **argv)
         return cmd_status(argc - 2, argv + 2);
     if (strcmp(cmd, "conflicts") == 0)
         return cmd_conflicts(argc - 2, argv + 2);
+    if (strcmp(cmd, "rows") == 0)
+        return cmd_rows(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;

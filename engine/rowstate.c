@@ -295,6 +295,88 @@ void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
     }
 }
 
+/* ---- the state as JSON, for people (`sluice rows`) --------------------------- */
+
+static void put_hash(sl_buf *b, uint64_t h)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[18];
+    int i;
+
+    tmp[0] = tmp[17] = '"';
+    for (i = 16; i >= 1; i--, h >>= 4)
+        tmp[i] = hex[h & 15];
+    sl_buf_append(b, tmp, sizeof(tmp));
+}
+
+static void put_json_str(sl_buf *b, const char *s)
+{
+    if (s)
+        sl_buf_json_str(b, s, strlen(s));
+    else
+        sl_buf_puts(b, "null");
+}
+
+static void put_json_sent(sl_buf *b, const sl_rs_sent *e, size_t n)
+{
+    size_t k;
+
+    sl_buf_putc(b, '[');
+    for (k = 0; k < n; k++) {
+        sl_buf_printf(b, "%s{\"version\":%lld,\"hash\":", k ? "," : "", (long long)e[k].v);
+        if (e[k].hash == SL_EVENT_HASH_DELETED)
+            sl_buf_puts(b, "\"deleted\"");
+        else
+            put_hash(b, e[k].hash);
+        sl_buf_putc(b, '}');
+    }
+    sl_buf_putc(b, ']');
+}
+
+void sl_rowstate_json(const sl_rowstate *s, sl_buf *out)
+{
+    size_t i;
+
+    sl_buf_printf(out, "{\"version\":%lld,\"writer\":", (long long)s->v);
+    put_json_str(out, s->writer);
+    sl_buf_printf(out, ",\"ts_ms\":%lld,\"position\":", (long long)s->ts);
+    put_json_str(out, s->pos);
+    sl_buf_puts(out, s->deleted ? ",\"deleted\":true,\"hash\":" : ",\"deleted\":false,\"hash\":");
+    put_hash(out, s->hash);
+    sl_buf_puts(out, ",\"row\":");
+    sl_buf_puts(out, s->row && !s->deleted ? s->row : "null");
+    sl_buf_puts(out, ",\"sites\":[");
+    for (i = 0; i < s->nsites; i++) {
+        const sl_rs_site *st = &s->sites[i];
+
+        sl_buf_puts(out, i ? ",{\"site\":" : "{\"site\":");
+        put_json_str(out, st->name);
+        sl_buf_puts(out, ",\"position\":");
+        put_json_str(out, st->pos);
+        sl_buf_puts(out, ",\"holds\":");
+        if (st->held == SL_HELD_OWN)
+            sl_buf_puts(out, "\"own\",\"own\":");
+        if (st->held == SL_HELD_OWN)
+            sl_buf_puts(out, st->own ? st->own : "null");
+        else if (st->held == SL_HELD_NONE)
+            sl_buf_puts(out, "null");
+        else
+            sl_buf_printf(out, "%lld", (long long)st->held);
+        sl_buf_puts(out, ",\"in_flight\":");
+        put_json_sent(out, st->q, st->nq);
+        sl_buf_printf(out, ",\"forgotten\":%lld,\"acknowledged\":", (long long)st->lost);
+        put_json_sent(out, st->acked, st->nacked);
+        sl_buf_putc(out, '}');
+    }
+    sl_buf_puts(out, "],\"bases\":[");
+    for (i = 0; i < s->nimgs; i++) {
+        sl_buf_printf(out, "%s{\"version\":%lld,\"row\":", i ? "," : "", (long long)s->imgs[i].v);
+        sl_buf_puts(out, s->imgs[i].row && !s->imgs[i].deleted ? s->imgs[i].row : "null");
+        sl_buf_putc(out, '}');
+    }
+    sl_buf_puts(out, "]}");
+}
+
 /* A cursor over a binary document; any read past its end sets `bad`. */
 typedef struct dcur {
     const unsigned char *p, *end;

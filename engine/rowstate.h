@@ -88,6 +88,10 @@ void sl_rowstate_free(sl_rowstate *s);
 int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err);
 /* Append the binary document for s to out. */
 void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out);
+/* Append s as one JSON object for people (`sluice rows`, docs/cli.md):
+ * version, writer, ts_ms, position, deleted, hash, row, and per site what
+ * it holds, what is in flight to it, forgotten and acknowledged. */
+void sl_rowstate_json(const sl_rowstate *s, sl_buf *out);
 
 /* The site entry for name, created when missing. */
 sl_rs_site *sl_rowstate_site(sl_rowstate *s, const char *name);

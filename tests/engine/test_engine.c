@@ -1161,6 +1161,27 @@ static void test_conflicts(void **state)
         assert_string_equal(jraw(&f.v[0], "strategy"), "\"latest\"");
     }
     unload(&f);
+    /* the row's state as the store has it: s2's second change is the
+     * current version, and every site holds it or has it in flight */
+    assert_int_equal(sh("'%s' rows --store 'sqlite:%s' --table public.t_latest > '%s' 2>/dev/null",
+                        bin, path("c.db"), path("rows.jsonl")),
+                     0);
+    f = load(path("rows.jsonl"));
+    {
+        size_t i, found = 0;
+
+        for (i = 0; i < f.n; i++) {
+            assert_string_equal(jraw(&f.v[i], "table"), "\"public.t_latest\"");
+            if (strcmp(jraw(&f.v[i], "state.row.a"), "\"s2b\"") == 0) {
+                assert_string_equal(jraw(&f.v[i], "state.writer"), "\"s2\"");
+                assert_string_equal(jraw(&f.v[i], "state.deleted"), "false");
+                found++;
+            }
+        }
+        assert_int_equal(found, 1);
+    }
+    unload(&f);
+    assert_int_equal(sh("'%s' rows --store 'sqlite:%s' --bogus 2>/dev/null", bin, path("c.db")), 2);
     assert_int_equal(
         sh("'%s' conflicts decide nosuchid --store 'sqlite:%s' 2>/dev/null", bin, path("c.db")), 1);
     /* a rule naming a Lua function the files do not define is rejected */
