@@ -53,6 +53,7 @@ events=$(wc -l <"$input")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -n "$rows" "$input" >"$work/distinct.jsonl"
+nrun=0
 
 # best events/s over $runs runs of one store on one input; prints
 # "events_per_s requests cpu_s rss_mb" of the best run
@@ -65,8 +66,9 @@ measure() {
     while [ $i -lt "$runs" ]; do
         rm -rf "$work/out" "$work"/st.db*
         uri=$1
-        # a fresh database per MongoDB run
-        [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$i"
+        # a fresh database per MongoDB run (of every workload)
+        nrun=$((nrun + 1))
+        [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$nrun"
         /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
             --threads "$threads" --input "$2" --output "$work/out" \
             --store "$uri" --stats "$work/stats.json" "$here/state.rules"
