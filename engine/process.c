@@ -1002,6 +1002,22 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
 
 static int64_t change_ts(const sl_event *ev);
 
+/* The current version goes back to the change's origin (rendered from the
+ * consolidated image, with the version's writer and position). */
+static void send_current_to_origin(sl_proc *w, sl_item *it, sl_rowstate *rs)
+{
+    sl_siteset to;
+    vinfo vi;
+
+    memset(&to, 0, sizeof(to));
+    sl_siteset_add(&to, it->origin);
+    vi.v = rs->v;
+    vi.writer = rs->writer;
+    vi.pos.p = rs->pos ? rs->pos : "";
+    vi.pos.len = strlen(vi.pos.p);
+    send_version(w, it, rs, &to, false, &vi);
+}
+
 static void record_conflict(sl_proc *w, sl_item *it, const char *cur_row, const char *base_row,
                             const char *cur_site, int64_t cur_v, int64_t cur_ts, sl_outcome oc,
                             int64_t v_result, const char *result_row)
@@ -1164,20 +1180,11 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
             if (me->acked[k].hash == h_me)
                 break;
         if (k < me->nacked) {
-            sl_siteset to;
-
             me->held = me->acked[k].v;
             it->verdict = SL_VERDICT_ECHO;
             count(&w->c.echo);
-            if (rs->v > 0 && sl_rowstate_will_hold(me) != rs->v) {
-                memset(&to, 0, sizeof(to));
-                sl_siteset_add(&to, it->origin);
-                vi.v = rs->v;
-                vi.writer = rs->writer;
-                vi.pos.p = rs->pos ? rs->pos : "";
-                vi.pos.len = strlen(vi.pos.p);
-                send_version(w, it, rs, &to, false, &vi);
-            }
+            if (rs->v > 0 && sl_rowstate_will_hold(me) != rs->v)
+                send_current_to_origin(w, it, rs);
             sl_rowstate_gc(rs);
             push_seen(w, it, rs);
             return 0;
@@ -1322,16 +1329,8 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     if (oc == SL_RES_CURRENT || oc == SL_RES_MANUAL) {
         /* the current version stays; the site holds its own content until
          * it gets the current version back */
-        sl_siteset to;
-
         set_own(me, in_del ? NULL : w->img.data); /* until what is queued to it arrives */
-        memset(&to, 0, sizeof(to));
-        sl_siteset_add(&to, it->origin);
-        vi.v = rs->v;
-        vi.writer = rs->writer;
-        vi.pos.p = rs->pos ? rs->pos : "";
-        vi.pos.len = strlen(vi.pos.p);
-        send_version(w, it, rs, &to, false, &vi);
+        send_current_to_origin(w, it, rs);
         it->verdict = SL_VERDICT_KEPT;
         count(&w->c.kept);
         sl_rowstate_gc(rs);
