@@ -25,6 +25,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include "progress.h"
 #include "store.h"
 
 #define DEFAULT_DB         "sluice"
@@ -359,52 +360,6 @@ out:
 
 /* ---- batches -------------------------------------------------------------- */
 
-/* Partition progress aggregated over one batch before it is written. */
-typedef struct prog_acc {
-    sl_str origin, part, pos;
-    int64_t events;
-} prog_acc;
-
-static bool str_eq(sl_str a, sl_str b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
-}
-
-static int pos_cmp(sl_str a, sl_str b)
-{
-    size_t m = a.len < b.len ? a.len : b.len;
-    int c = m ? memcmp(a.p, b.p, m) : 0;
-
-    if (c != 0)
-        return c;
-    return a.len < b.len ? -1 : a.len > b.len;
-}
-
-static size_t prog_aggregate(const sl_seen *rows, size_t n, prog_acc *acc)
-{
-    size_t nacc = 0, i, j;
-
-    for (i = 0; i < n; i++) {
-        const sl_seen *r = &rows[i];
-
-        if (r->position.len == 0)
-            continue;
-        for (j = 0; j < nacc; j++)
-            if (str_eq(acc[j].origin, r->origin) && str_eq(acc[j].part, r->partition))
-                break;
-        if (j == nacc) {
-            acc[nacc].origin = r->origin;
-            acc[nacc].part = r->partition;
-            acc[nacc].pos = r->position;
-            acc[nacc++].events = 0;
-        }
-        acc[j].events++;
-        if (pos_cmp(r->position, acc[j].pos) > 0)
-            acc[j].pos = r->position;
-    }
-    return nacc;
-}
-
 static mongoc_bulk_operation_t *bulk_new(mongoc_collection_t *c)
 {
     bson_t opts = BSON_INITIALIZER;
@@ -528,7 +483,7 @@ out:
     return rc;
 }
 
-static int put_progress(mg_sess *s, const prog_acc *acc, size_t n, int64_t now, sl_error *err)
+static int put_progress(mg_sess *s, const sl_prog_acc *acc, size_t n, int64_t now, sl_error *err)
 {
     mongoc_bulk_operation_t *b;
     bson_t upsert = BSON_INITIALIZER;
@@ -579,7 +534,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
                     size_t nconflicts, sl_error *err)
 {
     mg_sess *s = p;
-    prog_acc *acc;
+    sl_prog_acc *acc;
     size_t nacc;
     int64_t now = now_ms();
     int rc = -1;
@@ -587,7 +542,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
     if (n == 0 && nconflicts == 0)
         return 0;
     acc = sl_xmalloc((n ? n : 1) * sizeof(*acc));
-    nacc = prog_aggregate(rows, n, acc);
+    nacc = sl_progress_aggregate(rows, n, acc);
     if (put_rows(s, rows, n, now, err) != 0 || put_conflicts(s, conflicts, nconflicts, err) != 0 ||
         put_progress(s, acc, nacc, now, err) != 0)
         goto out;

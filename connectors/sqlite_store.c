@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "progress.h"
 #include "store.h"
 
 #define SCHEMA_VERSION 3
@@ -414,53 +415,6 @@ static int row_get(void *p, sl_str table, sl_str key, sl_buf *doc, sl_error *err
     return 0;
 }
 
-/* Partition progress aggregated over one batch before it is written. */
-typedef struct prog_acc {
-    sl_str origin, part, pos;
-    int64_t events;
-} prog_acc;
-
-static bool str_eq(sl_str a, sl_str b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
-}
-
-/* memcmp order, a prefix first: the order of encoded positions. */
-static int pos_cmp(sl_str a, sl_str b)
-{
-    size_t m = a.len < b.len ? a.len : b.len;
-    int c = m ? memcmp(a.p, b.p, m) : 0;
-
-    if (c != 0)
-        return c;
-    return a.len < b.len ? -1 : a.len > b.len;
-}
-
-static size_t prog_aggregate(const sl_seen *rows, size_t n, prog_acc *acc)
-{
-    size_t nacc = 0, i, j;
-
-    for (i = 0; i < n; i++) {
-        const sl_seen *r = &rows[i];
-
-        if (r->position.len == 0)
-            continue; /* nothing to compare against later: no progress */
-        for (j = 0; j < nacc; j++)
-            if (str_eq(acc[j].origin, r->origin) && str_eq(acc[j].part, r->partition))
-                break;
-        if (j == nacc) {
-            acc[nacc].origin = r->origin;
-            acc[nacc].part = r->partition;
-            acc[nacc].pos = r->position;
-            acc[nacc++].events = 0;
-        }
-        acc[j].events++;
-        if (pos_cmp(r->position, acc[j].pos) > 0)
-            acc[j].pos = r->position;
-    }
-    return nacc;
-}
-
 static void bind_conflict(sqlite3_stmt *st, const sl_conflict_rec *c)
 {
     bind_str(st, 1, c->id);
@@ -489,7 +443,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
                     size_t nconflicts, sl_error *err)
 {
     sq_sess *s = p;
-    prog_acc *acc = NULL;
+    sl_prog_acc *acc = NULL;
     size_t nacc, i;
     int64_t now = now_ms();
     int rc = -1;
@@ -497,7 +451,7 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
     if (n == 0 && nconflicts == 0)
         return 0;
     acc = sl_xmalloc((n ? n : 1) * sizeof(*acc));
-    nacc = prog_aggregate(rows, n, acc);
+    nacc = sl_progress_aggregate(rows, n, acc);
     pthread_mutex_lock(&s->st->write_mu);
     if (step_done(s, s->begin, err, "begin") != 0)
         goto out;
