@@ -278,12 +278,59 @@ static void put_payload(wctx *w, const sl_event *ev, const sl_colsel *sel)
     sl_buf_putc(w->out, '}');
 }
 
+static void put_payload_version(wctx *w, const sl_event *ev, const sl_colsel *sel, char op,
+                                wctx *iw);
+
+/* A version written in place of the change's row (NULL: the change as it
+ * is): its op and its image. */
+typedef struct vrow {
+    char op;
+    wctx *iw; /* the image; NULL: none (a delete) */
+} vrow;
+
+/* The value: the envelope (when there is one) with its payload and schema
+ * rewritten for the destination and every other member copied, or the
+ * payload alone. */
+static void put_envelope(wctx *w, const sl_event *ev, const sl_colsel *sel, const vrow *vr)
+{
+    const sl_json *j = w->j;
+    bool first = true;
+    int k;
+
+    if (!ev->enveloped) {
+        if (vr)
+            put_payload_version(w, ev, sel, vr->op, vr->iw);
+        else
+            put_payload(w, ev, sel);
+        return;
+    }
+    sl_buf_putc(w->out, '{');
+    for (k = sl_json_first(j, 0); k >= 0; k = sl_json_next_member(j, k)) {
+        int v = k + 1;
+
+        if (v == ev->t_payload || (v == ev->t_schema && ev->t_schema >= 0)) {
+            if (!first)
+                sl_buf_putc(w->out, ',');
+            put_raw(w, k);
+            sl_buf_putc(w->out, ':');
+            if (v == ev->t_payload && vr)
+                put_payload_version(w, ev, sel, vr->op, vr->iw);
+            else if (v == ev->t_payload)
+                put_payload(w, ev, sel);
+            else
+                put_schema(w, v, sel, ev->flattened);
+        } else {
+            put_member(w, k, first);
+        }
+        first = false;
+    }
+    sl_buf_putc(w->out, '}');
+}
+
 void sl_event_write_value(const sl_event *ev, const sl_colsel *sel, sl_buf *out)
 {
     const sl_json *j = &ev->v;
     wctx w = {j, out, SL_BUF_INIT, false, false};
-    int k;
-    bool first = true;
 
     if (j->ntok == 0) { /* a tombstone without bytes */
         sl_buf_append(out, "null", 4);
@@ -294,29 +341,7 @@ void sl_event_write_value(const sl_event *ev, const sl_colsel *sel, sl_buf *out)
         put_copy(&w, 0);
         goto out;
     }
-    if (!ev->enveloped) {
-        put_payload(&w, ev, sel);
-        goto out;
-    }
-    sl_buf_putc(out, '{');
-    for (k = sl_json_first(j, 0); k >= 0; k = sl_json_next_member(j, k)) {
-        int v = k + 1;
-
-        if (v == ev->t_payload || (v == ev->t_schema && ev->t_schema >= 0)) {
-            if (!first)
-                sl_buf_putc(out, ',');
-            put_raw(&w, k);
-            sl_buf_putc(out, ':');
-            if (v == ev->t_payload)
-                put_payload(&w, ev, sel);
-            else
-                put_schema(&w, v, sel, ev->flattened);
-        } else {
-            put_member(&w, k, first);
-        }
-        first = false;
-    }
-    sl_buf_putc(out, '}');
+    put_envelope(&w, ev, sel, NULL);
 out:
     sl_buf_free(&w.tmp);
 }
@@ -553,33 +578,9 @@ void sl_event_write_version(const sl_event *ev, const sl_colsel *sel, char op, c
     wctx w = {j, out, SL_BUF_INIT, false, true};
     wctx iw = {img, out, SL_BUF_INIT, false, false};
     bool has_img = img && img->ntok > 0 && img->tok[0].type == SL_J_OBJECT;
-    int k;
-    bool first = true;
+    vrow vr = {op, has_img ? &iw : NULL};
 
-    if (!ev->enveloped) {
-        put_payload_version(&w, ev, sel, op, has_img ? &iw : NULL);
-        goto out;
-    }
-    sl_buf_putc(out, '{');
-    for (k = sl_json_first(j, 0); k >= 0; k = sl_json_next_member(j, k)) {
-        int v = k + 1;
-
-        if (v == ev->t_payload || (v == ev->t_schema && ev->t_schema >= 0)) {
-            if (!first)
-                sl_buf_putc(out, ',');
-            put_raw(&w, k);
-            sl_buf_putc(out, ':');
-            if (v == ev->t_payload)
-                put_payload_version(&w, ev, sel, op, has_img ? &iw : NULL);
-            else
-                put_schema(&w, v, sel, ev->flattened);
-        } else {
-            put_member(&w, k, first);
-        }
-        first = false;
-    }
-    sl_buf_putc(out, '}');
-out:
+    put_envelope(&w, ev, sel, &vr);
     sl_buf_free(&w.tmp);
     sl_buf_free(&iw.tmp);
 }
