@@ -53,9 +53,9 @@ events=$(wc -l <"$input")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -n "$rows" "$input" >"$work/distinct.jsonl"
-nrun=0
 
-# best events/s over $runs runs of one store on one input; prints
+# best events/s over $runs runs of one store ($1) on one input ($2) of a
+# workload ($3); prints
 # "events_per_s requests cpu_s rss_mb" of the best run
 measure() {
     best=0
@@ -66,9 +66,9 @@ measure() {
     while [ $i -lt "$runs" ]; do
         rm -rf "$work/out" "$work"/st.db*
         uri=$1
-        # a fresh database per MongoDB run (of every workload)
-        nrun=$((nrun + 1))
-        [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$nrun"
+        # a fresh database per MongoDB run of each workload ($3); this runs in
+        # a command substitution, so nothing counted here outlives the call
+        [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$3_$i"
         /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
             --threads "$threads" --input "$2" --output "$work/out" \
             --store "$uri" --stats "$work/stats.json" "$here/state.rules"
@@ -77,9 +77,9 @@ import json
 s = json.load(open('$work/stats.json'))
 u, y, m = open('$work/time').read().split()[-3:]
 print(int(s['read'] / s['seconds']), s.get('store_round_trips', 0), '%.1f' % (float(u) + float(y)), int(m) // 1024)")
-        set -- "$1" "$2" $r
-        if [ "$3" -gt "$best" ]; then best=$3; reqs=$4; cpu=$5; rss=$6; fi
-        set -- "$1" "$2"
+        set -- "$1" "$2" "$3" $r
+        if [ "$4" -gt "$best" ]; then best=$4; reqs=$5; cpu=$6; rss=$7; fi
+        set -- "$1" "$2" "$3"
         i=$((i + 1))
     done
     echo "$best $reqs $cpu $rss"
@@ -97,11 +97,11 @@ echo "| workload | store | events | events/s | vs no state | CPU s | peak RSS (M
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for wl in distinct mixed; do
     if [ $wl = distinct ]; then in="$work/distinct.jsonl"; n=$rows; else in=$input; n=$events; fi
-    none=$(measure none "$in")
+    none=$(measure none "$in" $wl)
     nb=${none%% *}
     row $wl "$n" none "$none" "$nb"
-    row $wl "$n" sqlite "$(measure "sqlite:$work/st.db" "$in")" "$nb"
+    row $wl "$n" sqlite "$(measure "sqlite:$work/st.db" "$in" $wl)" "$nb"
     if [ -n "$mongo" ]; then
-        row $wl "$n" mongodb "$(measure "$mongo" "$in")" "$nb"
+        row $wl "$n" mongodb "$(measure "$mongo" "$in" $wl)" "$nb"
     fi
 done
