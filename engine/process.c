@@ -933,9 +933,6 @@ static sl_lua *lua_for(sl_proc *w, const sl_program *p, sl_buf *reason)
     return w->lua;
 }
 
-/* Send version v (image text row; NULL: deleted) to the sites in to, and
- * queue what each will echo. The incoming change itself is rendered when
- * as_incoming, else the image. */
 /* The hash of the change's row as a site with selection sel receives it.
  * Without a selection it is the same for every site: computed once. */
 static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
@@ -949,6 +946,9 @@ static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
     return w->h_all;
 }
 
+/* Send version v (image text row; NULL: deleted) to the sites in to, and
+ * queue what each will echo. The incoming change itself is rendered when
+ * as_incoming, else the image. */
 static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_siteset *to,
                          bool as_incoming, const vinfo *vi)
 {
