@@ -620,9 +620,19 @@ int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
         sl_rs_site *st;
         int qa;
 
+        size_t k;
+
         if (!get_str(&j, sl_json_get(&j, e, "n", 1), &name) || name == NULL) {
             free(name);
             bad(err, "site name");
+            goto out;
+        }
+        for (k = 0; k < s->nsites; k++)
+            if (strcmp(s->sites[k].name, name) == 0)
+                break;
+        if (k < s->nsites) {
+            free(name);
+            bad(err, "a site twice");
             goto out;
         }
         st = sl_rowstate_site(s, name);

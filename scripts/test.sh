@@ -98,6 +98,7 @@ fuzz_run() {
 if dir=$(bash scripts/build.sh fuzz); then
   check fuzz-rules fuzz_run "$dir" fuzz_rules tests/fuzz/seeds-rules
   check fuzz-event fuzz_run "$dir" fuzz_event tests/fuzz/seeds-event
+  check fuzz-rowstate fuzz_run "$dir" fuzz_rowstate tests/fuzz/seeds-rowstate
 else
   failed=$((failed + 1)); failures+=("fuzz build")
 fi
