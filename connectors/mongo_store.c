@@ -300,6 +300,81 @@ static int row_get(void *p, sl_str table, sl_str key, sl_buf *doc, sl_error *err
     return rc;
 }
 
+/* rows_get: the ids asked for, sorted, to find each answer's index. */
+typedef struct id_ix {
+    char *id;
+    size_t len, i;
+} id_ix;
+
+static int id_cmp(const void *a, const void *b)
+{
+    const id_ix *x = a, *y = b;
+    size_t m = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->id, y->id, m);
+
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* One find with _id $in [...] for a batch's rows (a restarted process's
+ * first look at each row costs a round trip per batch, not per row). */
+static int rows_get(void *p, const sl_str *tables, const sl_str *keys, size_t n,
+                    void (*fn)(void *arg, size_t i, sl_str doc), void *arg, sl_error *err)
+{
+    mg_sess *s = p;
+    bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sub, arr, proj;
+    mongoc_cursor_t *cur = NULL;
+    const bson_t *d;
+    bson_error_t e = {0};
+    id_ix *ix = sl_xcalloc(n ? n : 1, sizeof(*ix));
+    char num[24];
+    size_t i;
+    int rc = 0;
+
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "$in", &arr);
+    for (i = 0; i < n; i++) {
+        sl_str id = make_id(s, tables[i], keys[i]);
+
+        ix[i].id = sl_xstrndup(id.p, id.len);
+        ix[i].len = id.len;
+        ix[i].i = i;
+        snprintf(num, sizeof(num), "%zu", i);
+        bson_append_utf8(&arr, num, -1, id.p, (int)id.len);
+    }
+    bson_append_array_end(&sub, &arr);
+    bson_append_document_end(&filter, &sub);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    BSON_APPEND_INT32(&proj, "doc", 1);
+    bson_append_document_end(&opts, &proj);
+    BSON_APPEND_INT64(&opts, "batchSize", (int64_t)(n ? n : 1)); /* all in the first reply */
+    qsort(ix, n, sizeof(*ix), id_cmp);
+    cur = mongoc_collection_find_with_opts(s->rows, &filter, &opts, NULL);
+    while (mongoc_cursor_next(cur, &d)) {
+        bson_iter_t it;
+        sl_str id = {"", 0}, doc = {"", 0};
+        id_ix want, *hit;
+
+        if (bson_iter_init_find(&it, d, "_id"))
+            id = iter_str(&it);
+        if (bson_iter_init_find(&it, d, "doc"))
+            doc = iter_doc(&it);
+        want.id = (char *)id.p;
+        want.len = id.len;
+        hit = bsearch(&want, ix, n, sizeof(*ix), id_cmp);
+        if (hit)
+            fn(arg, hit->i, doc);
+    }
+    if (mongoc_cursor_error(cur, &e))
+        rc = mg_fail(s->st, err, "read rows", &e);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    for (i = 0; i < n; i++)
+        free(ix[i].id);
+    free(ix);
+    return rc;
+}
+
 static int rows_each(void *p, const char *table,
                      int (*fn)(void *arg, sl_str table, sl_str key, sl_str doc), void *arg,
                      sl_error *err)
@@ -809,6 +884,7 @@ static const sl_store_ops mongo_ops = {
     .session_open = sess_open,
     .session_close = sess_close,
     .row_get = row_get,
+    .rows_get = rows_get,
     .seen_put = seen_put,
     .conflicts_each = conflicts_each,
     .conflict_decide = conflict_decide,

@@ -83,6 +83,12 @@ typedef struct sl_store_ops {
     /* The row's state document: 1 and *doc filled (replacing its contents),
      * 0 when the row is unknown, -1 on error. */
     int (*row_get)(void *sess, sl_str table, sl_str key, sl_buf *doc, sl_error *err);
+    /* Several rows in one request (optional: NULL where a request per row
+     * costs no more, as with SQLite): fn(arg, i, doc) for each rows[i] the
+     * store has (tables[i], keys[i]), in any order, the document valid
+     * during the call only. 0, or -1 on error. */
+    int (*rows_get)(void *sess, const sl_str *tables, const sl_str *keys, size_t n,
+                    void (*fn)(void *arg, size_t i, sl_str doc), void *arg, sl_error *err);
     /* Record a batch atomically where the backend can (SQLite: one
      * transaction; MongoDB: ordered bulk writes, each idempotent): row
      * documents (in order: a later one for the same row replaces an earlier

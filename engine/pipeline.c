@@ -252,6 +252,8 @@ static void process_delivery(engine *e, worker *w, batch *b)
 
     sl_error_clear(&err);
     if (!atomic_load(&e->failed)) {
+        if (sl_proc_preload(w->proc, b->items, b->order, from, to, &err) != 0)
+            goto failed;
         for (i = from; i < to; i++) {
             /* every row-state lookup misses the CPU cache: start the loads
              * of the next items' lookups early (buckets, then entries) */

@@ -648,21 +648,70 @@ static void known_add(sl_proc *w, uint64_t h)
     w->nknown++;
 }
 
+/* The cached entry of the item's row, or NULL. */
+static rentry *cache_find(const sl_proc *w, const sl_item *it)
+{
+    uint64_t h = it->hash; /* of table and key (stage A) */
+    size_t tl = it->qname.len, kl = it->key.len;
+    rentry *e;
+
+    for (e = w->cache[cache_slot(h)]; e; e = e->next)
+        if (e->h == h && e->tlen == tl && e->klen == tl + 1 + kl &&
+            memcmp(e->key, it->qname.data, tl) == 0 &&
+            memcmp(e->key + tl + 1, it->key.data, kl) == 0)
+            return e;
+    return NULL;
+}
+
+/* A new entry for the item's row, no state yet, not in the cache. */
+static rentry *entry_new(const sl_item *it)
+{
+    size_t tl = it->qname.len, kl = it->key.len;
+    rentry *e = sl_xmalloc(sizeof(*e) + tl + 1 + kl);
+
+    e->h = it->hash;
+    e->klen = (uint32_t)(tl + 1 + kl);
+    e->tlen = (uint32_t)tl;
+    e->dirty = false;
+    e->dlen = 0;
+    e->doc = NULL;
+    e->dnext = NULL;
+    e->next = NULL;
+    memcpy(e->key, it->qname.data, tl);
+    e->key[tl] = '\x1f';
+    memcpy(e->key + tl + 1, it->key.data, kl);
+    return e;
+}
+
+static void entry_insert(sl_proc *w, rentry *e)
+{
+    rentry **slot = &w->cache[cache_slot(e->h)];
+
+    e->next = *slot;
+    *slot = e;
+    w->ncache++;
+    w->cache_bytes += sizeof(*e) + e->klen + e->dlen;
+    known_add(w, e->h);
+}
+
+/* Room for n more rows: when the cache is full, forget it all and read from
+ * the store again - once everything handed out has reached the store. */
+static void cache_make_room(sl_proc *w, size_t n)
+{
+    if (w->ncache + n <= CACHE_MAX && w->cache_bytes < CACHE_BYTES)
+        return;
+    if (w->evict_hook)
+        w->evict_hook(w->evict_arg);
+    cache_clear(w, false);
+}
+
 /* The row's state: from the cache, else the store, else a new one. NULL
  * with err filled when the store failed. */
 static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
 {
-    uint64_t h = it->hash; /* of table and key (stage A) */
-    size_t tl = it->qname.len, kl = it->key.len;
-    rentry **slot, *e;
+    rentry *e = cache_find(w, it);
     int r;
 
-    slot = &w->cache[cache_slot(h)];
-    for (e = *slot; e; e = e->next)
-        if (e->h == h && e->tlen == tl && e->klen == tl + 1 + kl &&
-            memcmp(e->key, it->qname.data, tl) == 0 &&
-            memcmp(e->key + tl + 1, it->key.data, kl) == 0)
-            break;
     if (e != NULL && e == w->cur_e)
         return &w->cur; /* the row of the previous change: still decoded */
     cur_flush(w);
@@ -672,26 +721,9 @@ static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
         w->cur_e = e;
         return &w->cur;
     }
-    if (w->ncache >= CACHE_MAX || w->cache_bytes >= CACHE_BYTES) {
-        /* Forget it all and read from the store again - once everything
-         * handed out has reached the store. */
-        if (w->evict_hook)
-            w->evict_hook(w->evict_arg);
-        cache_clear(w, false);
-        slot = &w->cache[cache_slot(h)];
-    }
-    e = sl_xmalloc(sizeof(*e) + tl + 1 + kl);
-    e->h = h;
-    e->klen = (uint32_t)(tl + 1 + kl);
-    e->tlen = (uint32_t)tl;
-    e->dirty = false;
-    e->dlen = 0;
-    e->doc = NULL;
-    e->dnext = NULL;
-    memcpy(e->key, it->qname.data, tl);
-    e->key[tl] = '\x1f';
-    memcpy(e->key + tl + 1, it->key.data, kl);
-    if (!w->all_known || known_has(w, h)) {
+    cache_make_room(w, 1);
+    e = entry_new(it);
+    if (!w->all_known || known_has(w, e->h)) {
         sl_str t = {it->qname.data, it->qname.len}, k = {it->key.data, it->key.len};
 
         sl_buf_reset(&w->doc);
@@ -706,13 +738,82 @@ static sl_rowstate *state_get(sl_proc *w, sl_item *it, sl_error *err)
             return NULL;
         }
     }
-    known_add(w, h);
-    e->next = *slot;
-    *slot = e;
-    w->ncache++;
-    w->cache_bytes += sizeof(*e) + e->klen;
+    entry_insert(w, e);
     w->cur_e = e;
     return &w->cur;
+}
+
+/* rows_get's answers: the document of the i-th row asked for. */
+typedef struct preload {
+    sl_proc *w;
+    rentry **ents;
+} preload;
+
+static void preload_one(void *arg, size_t i, sl_str doc)
+{
+    preload *pl = arg;
+    rentry *e = pl->ents[i];
+
+    free(e->doc);
+    e->doc = sl_xmalloc(doc.len ? doc.len : 1);
+    memcpy(e->doc, doc.p, doc.len);
+    pl->w->cache_bytes += doc.len;
+    pl->w->cache_bytes -= e->dlen;
+    e->dlen = (uint32_t)doc.len;
+}
+
+int sl_proc_preload(sl_proc *w, sl_item *const *items, const int *order, int from, int to,
+                    sl_error *err)
+{
+    const sl_store_ops *ops = w->store ? w->store->ops : NULL;
+    sl_str *tables = NULL, *keys = NULL;
+    preload pl = {w, NULL};
+    size_t n = 0, i;
+    int k, rc = 0;
+
+    if (ops == NULL || ops->rows_get == NULL || to <= from)
+        return 0;
+    cache_make_room(w, (size_t)(to - from));
+    for (k = from; k < to; k++) {
+        sl_item *it = items[order[k]];
+        rentry *e;
+
+        if (it->fate != SL_FATE_PROCESS || it->ev.op == 't' || cache_find(w, it) != NULL)
+            continue;
+        if (w->all_known && !known_has(w, it->hash))
+            continue; /* a row this process created: nothing to read */
+        if (n % 64 == 0) {
+            tables = sl_xrealloc(tables, (n + 64) * sizeof(*tables));
+            keys = sl_xrealloc(keys, (n + 64) * sizeof(*keys));
+            pl.ents = sl_xrealloc(pl.ents, (n + 64) * sizeof(*pl.ents));
+        }
+        /* in the cache at once, so that a second change of the row in this
+         * delivery is not asked for twice */
+        e = entry_new(it);
+        entry_insert(w, e);
+        tables[n] = (sl_str){it->qname.data, it->qname.len};
+        keys[n] = (sl_str){it->key.data, it->key.len};
+        pl.ents[n++] = e;
+    }
+    if (n > 0 && ops->rows_get(w->sess, tables, keys, n, preload_one, &pl, err) != 0) {
+        /* an entry without a document is a new row: none may stay */
+        for (i = 0; i < n; i++) {
+            rentry **link = &w->cache[cache_slot(pl.ents[i]->h)];
+
+            while (*link != pl.ents[i])
+                link = &(*link)->next;
+            *link = pl.ents[i]->next;
+            w->ncache--;
+            w->cache_bytes -= sizeof(*pl.ents[i]) + pl.ents[i]->klen + pl.ents[i]->dlen;
+            free(pl.ents[i]->doc);
+            free(pl.ents[i]);
+        }
+        rc = -1;
+    }
+    free(tables);
+    free(keys);
+    free(pl.ents);
+    return rc;
 }
 
 static seen_desc *new_seen(sl_proc *w)

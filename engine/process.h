@@ -136,6 +136,12 @@ void sl_proc_set_evict_hook(sl_proc *w, void (*hook)(void *arg), void *arg);
  * bucket and known-set slot; with `entry`, the first cached row of that
  * bucket, which the bucket prefetched earlier names). Changes nothing. */
 void sl_proc_prefetch(sl_proc *w, const sl_item *it, bool entry);
+/* Before a delivery (items[order[from..to)]): read the rows it needs that
+ * are neither cached nor known to be new with one store request, where the
+ * store can (sl_store_ops.rows_get: MongoDB); nothing otherwise. 0, or -1
+ * with err filled when the store failed. */
+int sl_proc_preload(sl_proc *w, sl_item *const *items, const int *order, int from, int to,
+                    sl_error *err);
 
 sl_counters *sl_proc_counters(sl_proc *w);
 /* Written records per topic, summed into `out` (topic -> count) by the caller. */

@@ -473,6 +473,18 @@ static void hub_consume(sim *S, int evid, size_t limit)
 
     sl_error_clear(&err);
     sl_item_decode(&H->it, S->p, ev->line, ev->len, "sim", H->seq++, &H->j);
+    {
+        /* as the pipeline does before each delivery (MongoDB: one read for
+         * the rows the cache lacks) */
+        sl_item *items[1] = {&H->it};
+        int order[1] = {0};
+
+        if (sl_proc_preload(H->w, items, order, 0, 1, &err) != 0) {
+            sim_failf(S, "hub: store read failed on ev%d: %s", evid, err.msg);
+            ints_push(&H->uncommitted, &H->nunc, &H->capunc, evid);
+            return;
+        }
+    }
     if (sl_proc_item(H->w, &H->it, &err) != 0) {
         sim_failf(S, "hub: sl_proc_item failed on ev%d: %s", evid, err.msg);
         ints_push(&H->uncommitted, &H->nunc, &H->capunc, evid);
