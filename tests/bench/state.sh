@@ -10,7 +10,8 @@
 #             consolidated-view issue's "1,000,000 distinct rows");
 #   mixed     the same followed by the updates of random earlier rows from
 #             random sites (most of them conflicts, recorded in the store).
-# Defaults: 1,000,000 rows + 200,000 updates, the cores, best of 1 run.
+# Defaults: 1,000,000 rows + 200,000 updates, the cores, best of 1 run
+# (with --runs N the stores' runs alternate and the best of each counts).
 # Prints a Markdown table (docs/performance.md) with events/s, the ratio to
 # the stateless run of the same workload, CPU seconds (user + system) and
 # peak RSS, and store requests per event. Builds sluice (Release) into
@@ -54,35 +55,26 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -n "$rows" "$input" >"$work/distinct.jsonl"
 
-# best events/s over $runs runs of one store ($1) on one input ($2) of a
-# workload ($3); prints
-# "events_per_s requests cpu_s rss_mb" of the best run
-measure() {
-    best=0
-    reqs=0
-    cpu=0
-    rss=0
-    i=0
-    while [ $i -lt "$runs" ]; do
-        rm -rf "$work/out" "$work"/st.db*
-        uri=$1
-        # a fresh database per MongoDB run of each workload ($3); this runs in
-        # a command substitution, so nothing counted here outlives the call
-        [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$3_$i"
-        /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
-            --threads "$threads" --input "$2" --output "$work/out" \
-            --store "$uri" --stats "$work/stats.json" "$here/state.rules"
-        r=$(python3 -c "
+# One run of one store ($1) on one input ($2) of a workload ($3), run number
+# $4; prints "events_per_s requests cpu_s rss_mb".
+run_one() {
+    rm -rf "$work/out" "$work"/st.db*
+    uri=$1
+    # a fresh database per MongoDB run
+    [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$3_$4"
+    /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
+        --threads "$threads" --input "$2" --output "$work/out" \
+        --store "$uri" --stats "$work/stats.json" "$here/state.rules"
+    python3 -c "
 import json
 s = json.load(open('$work/stats.json'))
 u, y, m = open('$work/time').read().split()[-3:]
-print(int(s['read'] / s['seconds']), s.get('store_round_trips', 0), '%.1f' % (float(u) + float(y)), int(m) // 1024)")
-        set -- "$1" "$2" "$3" $r
-        if [ "$4" -gt "$best" ]; then best=$4; reqs=$5; cpu=$6; rss=$7; fi
-        set -- "$1" "$2" "$3"
-        i=$((i + 1))
-    done
-    echo "$best $reqs $cpu $rss"
+print(int(s['read'] / s['seconds']), s.get('store_round_trips', 0), '%.1f' % (float(u) + float(y)), int(m) // 1024)"
+}
+
+# The best of two results ("eps reqs cpu rss"), by events/s.
+better() {
+    if [ -z "$1" ] || [ "${2%% *}" -gt "${1%% *}" ]; then echo "$2"; else echo "$1"; fi
 }
 
 row() { # workload events store "eps reqs cpu rss" baseline_eps
@@ -95,13 +87,21 @@ print('| $1 | $3 | {:,} | {:,} | {:.2f}x | $6 | $7 | {} |'.format($2, eps, eps /
 
 echo "| workload | store | events | events/s | vs no state | CPU s | peak RSS (MiB) | store requests per event |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+# The stores' runs alternate (none, sqlite[, mongodb], none, ...) so that
+# load from elsewhere on the machine falls on all of them alike; the best
+# run of each counts.
 for wl in distinct mixed; do
     if [ $wl = distinct ]; then in="$work/distinct.jsonl"; n=$rows; else in=$input; n=$events; fi
-    none=$(measure none "$in" $wl)
+    none="" sq="" mg=""
+    i=0
+    while [ $i -lt "$runs" ]; do
+        none=$(better "$none" "$(run_one none "$in" $wl $i)")
+        sq=$(better "$sq" "$(run_one "sqlite:$work/st.db" "$in" $wl $i)")
+        [ -z "$mongo" ] || mg=$(better "$mg" "$(run_one "$mongo" "$in" $wl $i)")
+        i=$((i + 1))
+    done
     nb=${none%% *}
     row $wl "$n" none "$none" "$nb"
-    row $wl "$n" sqlite "$(measure "sqlite:$work/st.db" "$in" $wl)" "$nb"
-    if [ -n "$mongo" ]; then
-        row $wl "$n" mongodb "$(measure "$mongo" "$in" $wl)" "$nb"
-    fi
+    row $wl "$n" sqlite "$sq" "$nb"
+    [ -z "$mongo" ] || row $wl "$n" mongodb "$mg" "$nb"
 done
