@@ -166,3 +166,20 @@ const char *jraw(const jline *l, const char *dotted)
     snprintf(b, 1024, "%.*s", (int)r.len, r.p);
     return b;
 }
+
+long stat_of(const char *stats_path, const char *name)
+{
+    size_t len;
+    char *s = slurp(stats_path, &len);
+    sl_json j;
+    sl_error err;
+    long v = -1;
+    int t;
+
+    sl_json_init(&j);
+    if (sl_json_parse(&j, s, len, &err) == 0 && (t = sl_json_get(&j, 0, name, strlen(name))) >= 0)
+        v = strtol(j.src + j.tok[t].start, NULL, 10);
+    sl_json_free(&j);
+    free(s);
+    return v;
+}

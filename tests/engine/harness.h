@@ -48,5 +48,7 @@ void unload(jfile *f);
 int jat(const sl_json *j, const char *dotted);
 /* Raw JSON text at a path, "<absent>" when missing (8 rotating buffers). */
 const char *jraw(const jline *l, const char *dotted);
+/* A counter of a `--stats` file ("echoes", ...), -1 when missing. */
+long stat_of(const char *stats_path, const char *name);
 
 #endif

@@ -38,23 +38,6 @@ static const jline *by_id(const jfile *f, const char *id)
     return NULL;
 }
 
-static long stat_of(const char *stats_path, const char *name)
-{
-    size_t len;
-    char *s = slurp(stats_path, &len);
-    sl_json j;
-    sl_error err;
-    long v = -1;
-    int t;
-
-    sl_json_init(&j);
-    if (sl_json_parse(&j, s, len, &err) == 0 && (t = sl_json_get(&j, 0, name, strlen(name))) >= 0)
-        v = strtol(j.src + j.tok[t].start, NULL, 10);
-    sl_json_free(&j);
-    free(s);
-    return v;
-}
-
 static size_t count_lines(const char *p)
 {
     size_t len, n = 0, i;

@@ -38,23 +38,6 @@ static long version_of(const jline *l)
     return h[0] == '"' ? strtol(h + 1, NULL, 10) : -1;
 }
 
-static long stat_of(const char *stats_path, const char *name)
-{
-    size_t len;
-    char *s = slurp(stats_path, &len);
-    sl_json j;
-    sl_error err;
-    long v = -1;
-    int t;
-
-    sl_json_init(&j);
-    if (sl_json_parse(&j, s, len, &err) == 0 && (t = sl_json_get(&j, 0, name, strlen(name))) >= 0)
-        v = strtol(j.src + j.tok[t].start, NULL, 10);
-    sl_json_free(&j);
-    free(s);
-    return v;
-}
-
 /* A Debezium PostgreSQL change event (bare value, no schema) of public.TABLE.
  * src_ts is the source time (source.ts_ms: when the site made the change),
  * env_ts the envelope's ts_ms (when Debezium processed it). */

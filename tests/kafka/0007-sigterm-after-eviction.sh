@@ -50,23 +50,8 @@ ARGS=(--topics "$TLIST" --store "sqlite:$W/kafka.db" --threads "$THREADS" --batc
 KT_QUIET=() # keep sluice's summary in the log
 kt_sluice_kafka_start "$W/run1.log" "$GROUP" "${ARGS[@]}" --stats "$W/run1.stats"
 pid=$KT_LAST_PID
-python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-group "$GROUP" 1 60 >/dev/null 2>&1
-# mid-stream: the first checkpoint (about a second in) committed something
-c=0
-deadline=$((SECONDS + 60))
-while kt_alive "$pid" && [ $SECONDS -lt $deadline ]; do
-  c=$(kt_committed_total "$GROUP" "${TOPICS[@]}")
-  [ "$c" != "?" ] && [ "$c" -gt 0 ] && break
-  sleep 0.3
-done
-
-t_stop=$SECONDS
-if "$KT_K" stop "$KT_NAME" >/dev/null 2>&1 && ! "$KT_K" status "$KT_NAME" >/dev/null 2>&1; then
-  kt_check broker-stop 1 "stopped in $((SECONDS - t_stop)) s; $c of $N input records committed before"
-else
-  kt_check broker-stop 0 "kafka.sh stop $KT_NAME failed"
-  kt_finish
-fi
+kt_stop_broker_midstream "$pid"
+t_stop=$KT_T_STOP
 
 # librdkafka gives the session up after session.timeout.ms without an answer
 # from the coordinator: the member is evicted, its assignment lost

@@ -429,6 +429,30 @@ kt_bench() {
 
 # ---------------------------------------------------------------- shared setup
 
+# kt_stop_broker_midstream PID: once sluice (PID, consuming as $GROUP) has
+# joined and its first checkpoint committed something, stop the broker; the
+# check broker-stop says so (or the test ends). Sets KT_T_STOP (SECONDS at
+# the stop) and KT_COMMITTED_BEFORE.
+kt_stop_broker_midstream() {
+  local pid=$1 c=0 deadline
+  python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-group "$GROUP" 1 60 >/dev/null 2>&1
+  # mid-stream: the first checkpoint (about a second in) committed something
+  deadline=$((SECONDS + 60))
+  while kt_alive "$pid" && [ $SECONDS -lt $deadline ]; do
+    c=$(kt_committed_total "$GROUP" "${TOPICS[@]}")
+    [ "$c" != "?" ] && [ "$c" -gt 0 ] && break
+    sleep 0.3
+  done
+  KT_COMMITTED_BEFORE=$c
+  KT_T_STOP=$SECONDS
+  if "$KT_K" stop "$KT_NAME" >/dev/null 2>&1 && ! "$KT_K" status "$KT_NAME" >/dev/null 2>&1; then
+    kt_check broker-stop 1 "stopped in $((SECONDS - KT_T_STOP)) s; $c of $N input records committed before"
+  else
+    kt_check broker-stop 0 "kafka.sh stop $KT_NAME failed"
+    kt_finish
+  fi
+}
+
 # kt_setup_bench EVENTS PARTITIONS THREADS [HALF]: the setup of the tests
 # that stream benchmark events (0002, 0003, 0005, 0007). Starts the broker,
 # makes the input (kt_bench EVENTS) and its plan (one topic per table,
