@@ -3,10 +3,10 @@
 # plain librdkafka consume->produce passthrough, on one local broker.
 #
 #   tests/bench/kafka.sh [--events N] [--partitions P] [--runs N] [--idle S]
-#                        [--threads N] [--name NODE] [--rules FILE]
+#                        [--threads N] [--name NODE] [--rules FILE] [--build DIR]
 #
 # 1. builds sluice (Release, no tests) and tests/bench/kafka_passthrough.c into
-#    build-bench/ (logs: build-bench/kafka-bench.log);
+#    DIR (default build-bench/; logs: DIR/kafka-bench.log);
 # 2. generates the input with examples/retail/generate.py --bench --events N
 #    (default 200,000; cached in tests/bench/data/, shared with run.sh) and
 #    splits it into one key<TAB>value file per topic <site>.public.<table> /
@@ -45,6 +45,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     --rules) rules=$2; shift 2 ;;
+    --build) build=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
     -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac

@@ -10,10 +10,13 @@
  * unchanged (key, value, headers) to the topic OUTPUT, keyed, so librdkafka's
  * partitioner picks the partition. Consumer and producer get the settings
  * sluice gives its own (docs/kafka.md): no auto commit, earliest,
- * read_committed; idempotent producer, acks=all, linger.ms=5, no message
- * timeout. About once a second it waits for every delivery (rd_kafka_flush)
- * and then commits the consumed offsets, as sluice's checkpoint does. It exits
- * after IDLE_SECONDS (default 5) without a message, after a final flush and
+ * read_committed, the same prefetch (queued.max.messages.kbytes=32768,
+ * fetch.max.bytes=8 MiB) and metadata refresh; idempotent producer,
+ * acks=all, linger.ms=5, a 32 MiB producer queue, no message timeout.
+ * About once a second it waits for every delivery (rd_kafka_flush:
+ * single-threaded, nothing is produced meanwhile) and then commits the
+ * consumed offsets, as sluice's checkpoint does. It exits after
+ * IDLE_SECONDS (default 5) without a message, after a final flush and
  * commit. -X sets a librdkafka property on both, after those defaults.
  * -m (a diagnostic, not the baseline) writes each message to the topic
  * OUTPUT<input topic> instead, so the output spreads over as many topics
@@ -252,11 +255,14 @@ int main(int argc, char **argv)
     if (set(cc, "bootstrap.servers", bootstrap) || set(cc, "group.id", group) ||
         set(cc, "enable.auto.commit", "false") || set(cc, "auto.offset.reset", "earliest") ||
         set(cc, "isolation.level", "read_committed") || set(cc, "enable.partition.eof", "false") ||
+        set(cc, "queued.max.messages.kbytes", "32768") || set(cc, "fetch.max.bytes", "8388608") ||
+        set(cc, "topic.metadata.refresh.interval.ms", "10000") ||
         set(cc, "client.id", "passthrough"))
         goto out;
     pc = rd_kafka_conf_new();
     if (set(pc, "bootstrap.servers", bootstrap) || set(pc, "enable.idempotence", "true") ||
-        set(pc, "acks", "all") || set(pc, "linger.ms", "5") || set(pc, "message.timeout.ms", "0") ||
+        set(pc, "acks", "all") || set(pc, "linger.ms", "5") ||
+        set(pc, "queue.buffering.max.kbytes", "32768") || set(pc, "message.timeout.ms", "0") ||
         set(pc, "client.id", "passthrough"))
         goto out;
     /* -X goes to both, after the defaults, as sluice's --set kafka.* does */
