@@ -464,11 +464,14 @@ static size_t get_count(dcur *c)
 
 static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
 {
-    dcur c = {(const unsigned char *)doc + 4, (const unsigned char *)doc + len, false};
+    dcur c;
     size_t i, k, n, nq, na;
 
     if (len < 4 || doc[2] != DOC_VERSION)
         return bad(err, "unknown document version");
+    c.p = (const unsigned char *)doc + 4;
+    c.end = (const unsigned char *)doc + len;
+    c.bad = false;
     s->deleted = (doc[3] & DOC_DELETED) != 0;
     s->v = (int64_t)get_uv(&c);
     s->ts = get_sv(&c);
