@@ -342,7 +342,7 @@ typedef struct qsite {
     long applied;  /* newest sluice.version applied */
     long lsn;
     long long clock; /* the site's clock: source ts_ms of its next event */
-    jfile todo;      /* the outputs to it, not applied yet */
+    jfile queued;    /* the outputs to it, not applied yet */
 } qsite;
 
 typedef struct qresult {
@@ -370,8 +370,8 @@ static void q_apply(qsite *s, sl_buf *b)
 {
     size_t i;
 
-    for (i = 0; i < s->todo.n; i++) {
-        const jline *l = &s->todo.v[i];
+    for (i = 0; i < s->queued.n; i++) {
+        const jline *l = &s->queued.v[i];
         long v = version_of(l);
         const char *after = jraw(l, "value.after");
 
@@ -388,10 +388,10 @@ static void q_apply(qsite *s, sl_buf *b)
         q_event(b, s, s->row[0] ? 'u' : 'c', NULL, after);
         snprintf(s->row, sizeof(s->row), "%s", after);
     }
-    unload(&s->todo);
+    unload(&s->queued);
 }
 
-/* One run over input; the outputs become the sites' todo lists; returns how
+/* One run over input; the outputs become the sites' queues; returns how
  * many records it sent, and updates max_version. */
 static long q_run(const char *tag, int round, qsite *sites, const char *input, qresult *r)
 {
@@ -415,11 +415,11 @@ static long q_run(const char *tag, int round, qsite *sites, const char *input, q
         char file[PATH_MAX + 400];
 
         snprintf(file, sizeof(file), "%s/o.%s.q.jsonl", out, sites[s].name);
-        sites[s].todo = load(file);
-        n += (long)sites[s].todo.n;
-        for (i = 0; i < sites[s].todo.n; i++)
-            if (version_of(&sites[s].todo.v[i]) > r->max_version)
-                r->max_version = version_of(&sites[s].todo.v[i]);
+        sites[s].queued = load(file);
+        n += (long)sites[s].queued.n;
+        for (i = 0; i < sites[s].queued.n; i++)
+            if (version_of(&sites[s].queued.v[i]) > r->max_version)
+                r->max_version = version_of(&sites[s].queued.v[i]);
     }
     if (round == 1) {
         size_t len;
@@ -477,12 +477,12 @@ static void q_history(const char *tag, int n, bool s2_clock_behind, qsite *sites
     write_file(path(name), in.data);
     sent = q_run(tag, 0, sites, path(name), r);
     /* round 0: every version to the hub (applied above) and to s2 */
-    assert_int_equal(sites[0].todo.n, (size_t)n);
-    assert_int_equal(sites[2].todo.n, (size_t)n);
-    assert_int_equal(sites[1].todo.n, 0);
+    assert_int_equal(sites[0].queued.n, (size_t)n);
+    assert_int_equal(sites[2].queued.n, (size_t)n);
+    assert_int_equal(sites[1].queued.n, 0);
     assert_int_equal(sent, 2L * n);
-    assert_int_equal(version_of(&sites[2].todo.v[n - 1]), n);
-    unload(&sites[0].todo);
+    assert_int_equal(version_of(&sites[2].queued.v[n - 1]), n);
+    unload(&sites[0].queued);
 
     for (round = 1; round <= 4; round++) {
         sl_buf_reset(&in);
@@ -505,7 +505,7 @@ static void q_history(const char *tag, int n, bool s2_clock_behind, qsite *sites
         }
     }
     for (s = 0; s < 3; s++)
-        unload(&sites[s].todo);
+        unload(&sites[s].queued);
     sl_buf_free(&in);
 }
 

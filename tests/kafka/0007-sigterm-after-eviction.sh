@@ -125,14 +125,4 @@ else
   kt_sluice_kafka_start "$W/run2.log" "$GROUP" "${ARGS[@]}" --stats "$W/run2.stats"
   pid=$KT_LAST_PID
 fi
-done_ok=0
-done_msg=$(kt_wait_committed "$pid" "$GROUP" 300 "${TOPICS[@]}") && done_ok=1
-kt_sigterm "$pid" 60
-rc=$?
-[ $rc -eq 0 ] || kt_tail "$W/run2.log" 8
-kt_check resume "$([ $done_ok = 1 ] && [ $rc -eq 0 ] && echo 1 || echo 0)" \
-  "$done_msg; exit status $rc after SIGTERM; this run read $(kt_stat_sum read "$W/run2.stats"), dropped $(
-    kt_stat_sum duplicates "$W/run2.stats") as duplicates"
-
-kt_check_outputs $((4 * THREADS * BATCH * 3))
-kt_finish
+kt_resume_and_finish "$pid" "$W/run2"

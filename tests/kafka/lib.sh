@@ -453,6 +453,24 @@ kt_stop_broker_midstream() {
   fi
 }
 
+# kt_resume_and_finish PID PREFIX: the sluice PID (log PREFIX.log, stats
+# PREFIX.stats) takes the rest of the input: once the group ($GROUP) has
+# committed every input offset it gets SIGTERM and must exit 0 (check
+# resume); then every expected output must be there (kt_check_outputs, at
+# most one disruption's repeats), and the test ends.
+kt_resume_and_finish() {
+  local pid=$1 prefix=$2 done_ok=0 done_msg rc
+  done_msg=$(kt_wait_committed "$pid" "$GROUP" 300 "${TOPICS[@]}") && done_ok=1
+  kt_sigterm "$pid" 60
+  rc=$?
+  [ $rc -eq 0 ] || kt_tail "$prefix.log" 8
+  kt_check resume "$([ $done_ok = 1 ] && [ $rc -eq 0 ] && echo 1 || echo 0)" \
+    "$done_msg; exit status $rc after SIGTERM; this run read $(kt_stat_sum read "$prefix.stats"), dropped $(
+      kt_stat_sum duplicates "$prefix.stats") as duplicates"
+  kt_check_outputs $((4 * THREADS * BATCH * 3))
+  kt_finish
+}
+
 # kt_setup_bench EVENTS PARTITIONS THREADS [HALF]: the setup of the tests
 # that stream benchmark events (0002, 0003, 0005, 0007). Starts the broker,
 # makes the input (kt_bench EVENTS) and its plan (one topic per table,
