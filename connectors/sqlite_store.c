@@ -19,9 +19,10 @@
 #include <time.h>
 
 #include "progress.h"
+#include "sqlite_rows.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /* Version 1 had a `seen` table (newest position per origin, table and key).
  * Version 2 keeps that inside each row's state document instead, which a
@@ -31,13 +32,8 @@
  * form when it changes), so a sluice that knows only version 2 must not
  * open it. */
 static const char schema_sql[] =
-    /* A rowid table and a separate key index: documents of new rows are
-     * appended (a few pages per batch), and only the small index entries
-     * land in key order - half the pages written per batch of a table
-     * clustered on the key. */
-    "CREATE TABLE IF NOT EXISTS rows("
-    "  tbl TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
-    "CREATE UNIQUE INDEX IF NOT EXISTS rows_key ON rows(tbl, key);"
+    /* row documents: appended in segments, indexed in memory (sqlite_rows.c) */
+    SQ_ROWS_SCHEMA
     "CREATE TABLE IF NOT EXISTS conflicts("
     "  id TEXT NOT NULL PRIMARY KEY, tbl TEXT NOT NULL, key TEXT NOT NULL,"
     "  site_in TEXT NOT NULL, site_cur TEXT NOT NULL, v_cur INTEGER NOT NULL,"
@@ -68,6 +64,7 @@ enum { F_TABLE = 1, F_KEY = 2, F_SITE = 4, F_STATUS = 8, F_COMBOS = 16 };
 
 typedef struct sq_store {
     char *path;
+    sq_rows *rows; /* where each row's newest document is */
     /* Writers of one process take turns here rather than in SQLite's busy
      * handler, which sleeps for milliseconds at a time when two workers
      * want the write lock at once. */
@@ -88,8 +85,9 @@ typedef struct sq_store {
 typedef struct sq_sess {
     sq_store *st;
     sqlite3 *db;
-    sqlite3_stmt *row_get, *row_put, *conf_put, *conf_decide, *prog, *in_get, *in_put, *begin,
-        *commit, *rollback, *prog_all, *rows_all, *rows_tbl;
+    sqlite3_stmt *conf_put, *conf_decide, *prog, *in_get, *in_put, *begin, *commit, *rollback,
+        *prog_all;
+    sq_rows_sess rs;
     sqlite3_stmt *conf_q[F_COMBOS]; /* prepared on first use */
 } sq_sess;
 
@@ -210,10 +208,15 @@ static int schema_ensure(sqlite3 *db, const char *path, sl_error *err)
         sq_fail(db, err, "migrate schema 1 to 2: drop table seen");
         goto rollback;
     }
+    if (sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        sq_fail(db, err, "create schema");
+        goto rollback;
+    }
+    if ((v == 2 || v == 3) && sq_rows_migrate(db, err) != 0)
+        goto rollback;
     snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO meta(k, v) VALUES('schema_version', '%d')",
              SCHEMA_VERSION);
-    if (sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(db, err, "create schema");
         goto rollback;
@@ -233,8 +236,6 @@ static void sess_close(void *p)
 
     if (s == NULL)
         return;
-    sqlite3_finalize(s->row_get);
-    sqlite3_finalize(s->row_put);
     sqlite3_finalize(s->conf_put);
     sqlite3_finalize(s->conf_decide);
     sqlite3_finalize(s->prog);
@@ -244,8 +245,7 @@ static void sess_close(void *p)
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->rollback);
     sqlite3_finalize(s->prog_all);
-    sqlite3_finalize(s->rows_all);
-    sqlite3_finalize(s->rows_tbl);
+    sq_rows_sess_free(&s->rs);
     for (i = 0; i < F_COMBOS; i++)
         sqlite3_finalize(s->conf_q[i]);
     sqlite3_close(s->db);
@@ -302,10 +302,6 @@ static void *sess_open(void *self, sl_error *err)
         size_t off;
         const char *sql;
     } stmts[] = {
-        {offsetof(sq_sess, row_get), "SELECT doc FROM rows WHERE tbl=?1 AND key=?2"},
-        {offsetof(sq_sess, row_put),
-         "INSERT INTO rows(tbl, key, doc, updated_ms) VALUES(?1, ?2, ?3, ?4) "
-         "ON CONFLICT(tbl, key) DO UPDATE SET doc=excluded.doc, updated_ms=excluded.updated_ms"},
         {offsetof(sq_sess, conf_put),
          "INSERT INTO conflicts(" CONFLICT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
          "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) "
@@ -333,8 +329,6 @@ static void *sess_open(void *self, sl_error *err)
         {offsetof(sq_sess, rollback), "ROLLBACK"},
         {offsetof(sq_sess, prog_all),
          "SELECT origin, part, pos, events FROM progress ORDER BY origin, part"},
-        {offsetof(sq_sess, rows_all), "SELECT tbl, key, doc FROM rows ORDER BY tbl, key"},
-        {offsetof(sq_sess, rows_tbl), "SELECT tbl, key, doc FROM rows WHERE tbl=?1 ORDER BY key"},
     };
     size_t i;
 
@@ -353,6 +347,10 @@ static void *sess_open(void *self, sl_error *err)
             sess_close(s);
             return NULL;
         }
+    }
+    if (sq_rows_sess_init(&s->rs, s->db, err) != 0) {
+        sess_close(s);
+        return NULL;
     }
     return s;
 }
@@ -396,23 +394,15 @@ static void stmt_done(sqlite3_stmt *st, sqlite3_stmt *tmp)
 static int row_get(void *p, sl_str table, sl_str key, sl_buf *doc, sl_error *err)
 {
     sq_sess *s = p;
-    int rc;
 
-    bind_str(s->row_get, 1, table);
-    bind_str(s->row_get, 2, key);
-    rc = sqlite3_step(s->row_get);
-    if (rc == SQLITE_ROW) {
-        sl_str d = col_blob(s->row_get, 0);
+    return sq_rows_get(s->st->rows, &s->rs, table, key, doc, err);
+}
 
-        sl_buf_reset(doc);
-        sl_buf_append(doc, d.p, d.len);
-        sqlite3_reset(s->row_get);
-        return 1;
-    }
-    sqlite3_reset(s->row_get);
-    if (rc != SQLITE_DONE)
-        return sq_fail(s->db, err, "read rows");
-    return 0;
+static int rows_any(void *p, sl_error *err)
+{
+    sq_sess *s = p;
+
+    return sq_rows_any(s->st->rows, &s->rs, err);
 }
 
 static void bind_conflict(sqlite3_stmt *st, const sl_conflict_rec *c)
@@ -455,18 +445,8 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
     pthread_mutex_lock(&s->st->write_mu);
     if (step_done(s, s->begin, err, "begin") != 0)
         goto out;
-    for (i = 0; i < n; i++) {
-        const sl_seen *r = &rows[i];
-
-        if (r->doc.len == 0)
-            continue; /* progress only */
-        bind_str(s->row_put, 1, r->table);
-        bind_str(s->row_put, 2, r->key);
-        bind_blob(s->row_put, 3, r->doc);
-        sqlite3_bind_int64(s->row_put, 4, now);
-        if (step_done(s, s->row_put, err, "write rows") != 0)
-            goto rollback;
-    }
+    if (sq_rows_write(s->st->rows, &s->rs, rows, n, err) != 0)
+        goto rollback;
     for (i = 0; i < nconflicts; i++) {
         bind_conflict(s->conf_put, &conflicts[i]);
         if (step_done(s, s->conf_put, err, "write conflicts") != 0)
@@ -483,13 +463,14 @@ static int seen_put(void *p, const sl_seen *rows, size_t n, const sl_conflict_re
     }
     if (step_done(s, s->commit, err, "commit") != 0)
         goto rollback;
+    sq_rows_committed(s->st->rows, &s->rs);
     rc = 0;
     goto out;
 rollback:
     step_done(s, s->rollback, NULL, "rollback");
+    sq_rows_discard(&s->rs);
 out:
     /* the statements bound the caller's bytes: drop the references */
-    sqlite3_clear_bindings(s->row_put);
     sqlite3_clear_bindings(s->conf_put);
     sqlite3_clear_bindings(s->prog);
     pthread_mutex_unlock(&s->st->write_mu);
@@ -611,24 +592,8 @@ static int rows_each(void *p, const char *table,
                      sl_error *err)
 {
     sq_sess *s = p;
-    sqlite3_stmt *st, *tmp = NULL;
-    int rc;
 
-    st = stmt_free_or_new(s, table ? s->rows_tbl : s->rows_all, NULL, &tmp, err);
-    if (st == NULL)
-        return -1;
-    if (table)
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (fn(arg, col_str(st, 0), col_str(st, 1), col_blob(st, 2)) != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE)
-        sq_fail(s->db, err, "read rows");
-    stmt_done(st, tmp);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return sq_rows_each(s->st->rows, &s->rs, table, fn, arg, err);
 }
 
 static int input_get(void *p, const char *input, uint64_t fp, int64_t *done, sl_error *err)
@@ -710,6 +675,7 @@ static void sq_destroy(void *self)
     pthread_mutex_destroy(&st->ckpt_mu);
     pthread_cond_destroy(&st->ckpt_cv);
     pthread_mutex_destroy(&st->write_mu);
+    sq_rows_free(st->rows);
     free(st->path);
     free(st);
 }
@@ -719,6 +685,7 @@ static const sl_store_ops sqlite_ops = {
     .session_open = sess_open,
     .session_close = sess_close,
     .row_get = row_get,
+    .rows_any = rows_any,
     .seen_put = seen_put,
     .conflicts_each = conflicts_each,
     .conflict_decide = conflict_decide,
@@ -748,6 +715,7 @@ int sl_sqlite_store_open(sl_store *out, const char *path, sl_error *err)
     sqlite3_close(db);
     st = sl_xcalloc(1, sizeof(*st));
     st->path = sl_xstrdup(path);
+    st->rows = sq_rows_new();
     pthread_mutex_init(&st->write_mu, NULL);
     pthread_mutex_init(&st->ckpt_mu, NULL);
     pthread_cond_init(&st->ckpt_cv, NULL);

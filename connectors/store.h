@@ -83,6 +83,9 @@ typedef struct sl_store_ops {
     /* The row's state document: 1 and *doc filled (replacing its contents),
      * 0 when the row is unknown, -1 on error. */
     int (*row_get)(void *sess, sl_str table, sl_str key, sl_buf *doc, sl_error *err);
+    /* 1 when the store holds any row document, 0 when none, -1 on error
+     * (optional: NULL means ask rows_each). */
+    int (*rows_any)(void *sess, sl_error *err);
     /* Several rows in one request (optional: NULL where a request per row
      * costs no more, as with SQLite): fn(arg, i, doc) for each rows[i] the
      * store has (tables[i], keys[i]), in any order, the document valid

@@ -264,7 +264,9 @@ sl_proc *sl_proc_new(const sl_store *store, void *sess)
         sl_error e;
 
         /* an empty store: every row is new until this worker writes it */
-        if (store->ops->rows_each(sess, NULL, first_row, &any, &e) == 0 && !any)
+        if (store->ops->rows_any)
+            w->all_known = store->ops->rows_any(sess, &e) == 0;
+        else if (store->ops->rows_each(sess, NULL, first_row, &any, &e) == 0 && !any)
             w->all_known = true;
     }
     return w;

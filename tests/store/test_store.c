@@ -1082,7 +1082,7 @@ static void test_sqlite_migrate(void **state)
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
-    assert_string_equal(v, "3");
+    assert_string_equal(v, "4");
     assert_int_equal(one_text(db, "SELECT name FROM sqlite_master WHERE name='seen'", v, sizeof(v)),
                      0);
     assert_int_equal(one_text(db,
@@ -1092,12 +1092,183 @@ static void test_sqlite_migrate(void **state)
                      1);
     assert_string_equal(v, "4");
     /* a file a newer sluice wrote */
-    exec_ok(db, "UPDATE meta SET v='4' WHERE k='schema_version'");
+    exec_ok(db, "UPDATE meta SET v='5' WHERE k='schema_version'");
     sqlite3_close(db);
     assert_int_equal(sl_store_open(&st, uri, &err), -1);
     assert_int_equal(err.code, SL_ERR_STORE);
-    assert_non_null(strstr(err.msg, "schema version 4"));
+    assert_non_null(strstr(err.msg, "schema version 5"));
     sl_buf_free(&b);
+    unlink(path);
+}
+
+/* Version 3 kept one `rows` row per document; version 4 appends documents
+ * in segments. Opening a version-3 file moves every document over (the
+ * row written last wins, as before), drops `rows`, and later writes go on
+ * from there. */
+static void test_sqlite_migrate_v3(void **state)
+{
+    char path[512], uri[600], v[64];
+    sqlite3 *db;
+    sl_store st = {0};
+    sl_error err = {0};
+    void *sess;
+    sl_buf b = SL_BUF_INIT, all = SL_BUF_INIT;
+    sl_seen rows[] = {seen("central", "s.t", "{\"id\":2}", "0009", "db1", "two-new")};
+    int i;
+
+    snprintf(path, sizeof(path), "%s/v3.db", tmpdir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                "CREATE TABLE rows(tbl TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
+                "  updated_ms INTEGER NOT NULL);"
+                "CREATE UNIQUE INDEX rows_key ON rows(tbl, key);"
+                "INSERT INTO meta VALUES('schema_version', '3');"
+                "INSERT INTO rows VALUES('s.t', '{\"id\":1}', X'0053030102', 1);"
+                "INSERT INTO rows VALUES('s.t', '{\"id\":2}', 'two', 1);"
+                "INSERT INTO rows VALUES('s.u', '{\"id\":1}', '{\"v\":2}', 1);");
+    /* enough rows to fill several segments */
+    for (i = 0; i < 100; i++) {
+        char sql[256];
+
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO rows VALUES('s.many', '{\"id\":%03d}', '%0100d', 1);", i, i);
+        exec_ok(db, sql);
+    }
+    sqlite3_close(db);
+
+    if (sl_store_open(&st, uri, &err) != 0)
+        print_error("%s\n", err.msg);
+    assert_non_null(st.ops);
+    sess = st.ops->session_open(st.self, &err);
+    assert_non_null(sess);
+    assert_int_equal(st.ops->row_get(sess, S("s.t"), S("{\"id\":1}"), &b, &err), 1);
+    assert_int_equal(b.len, 5);
+    assert_memory_equal(b.data, "\x00\x53\x03\x01\x02", 5);
+    assert_int_equal(st.ops->row_get(sess, S("s.u"), S("{\"id\":1}"), &b, &err), 1);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "{\"v\":2}", 7);
+    assert_int_equal(st.ops->row_get(sess, S("s.many"), S("{\"id\":077}"), &b, &err), 1);
+    assert_int_equal(b.len, 100);
+    assert_memory_equal(b.data + 98, "77", 2);
+    assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
+    assert_int_equal(st.ops->rows_each(sess, "s.t", collect_rows, &all, &err), 0);
+    {
+        static const char want[] = "s.t|{\"id\":1}|\x00S\x03\x01\x02\n"
+                                   "s.t|{\"id\":2}|two-new\n";
+
+        assert_int_equal(all.len, sizeof(want) - 1);
+        assert_memory_equal(all.data, want, sizeof(want) - 1);
+    }
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
+    assert_string_equal(v, "4");
+    assert_int_equal(one_text(db, "SELECT name FROM sqlite_master WHERE name='rows'", v, sizeof(v)),
+                     0);
+    assert_int_equal(one_text(db, "SELECT count(*) > 2 FROM segs", v, sizeof(v)), 1);
+    assert_string_equal(v, "1");
+    sqlite3_close(db);
+    sl_buf_free(&b);
+    sl_buf_free(&all);
+    unlink(path);
+}
+
+/* Two handles on one file behave as two processes do: each has its own
+ * index, and sees what the other appended. A row rewritten many times
+ * leaves garbage that later batches compact: the file stays near its live
+ * size, and every handle (and a new one) still finds each row's newest
+ * document. */
+static void test_sqlite_segments(void **state)
+{
+    enum { NROWS = 200, ROUNDS = 100, BATCH = 50 };
+    char path[512], uri[600], v[64], keys[NROWS][32], docs[BATCH][48];
+    sqlite3 *db;
+    sl_store a = {0}, b = {0};
+    sl_error err = {0};
+    void *sa, *sb;
+    sl_buf doc = SL_BUF_INIT, all = SL_BUF_INIT;
+    sl_seen rows[BATCH];
+    long bytes;
+    int round, i, j;
+
+    snprintf(path, sizeof(path), "%s/segs.db", tmpdir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    unlink(path);
+    assert_int_equal(sl_store_open(&a, uri, &err), 0);
+    assert_int_equal(sl_store_open(&b, uri, &err), 0);
+    sa = a.ops->session_open(a.self, &err);
+    sb = b.ops->session_open(b.self, &err);
+    assert_non_null(sa);
+    assert_non_null(sb);
+    assert_int_equal(b.ops->rows_any(sb, &err), 0);
+    for (i = 0; i < NROWS; i++)
+        snprintf(keys[i], sizeof(keys[i]), "{\"id\":%03d}", i);
+    for (round = 0; round <= ROUNDS; round++) {
+        for (i = 0; i < NROWS; i += BATCH) {
+            for (j = 0; j < BATCH; j++) {
+                snprintf(docs[j], sizeof(docs[j]), "round %03d row %03d", round, i + j);
+                rows[j] = seen("central", "s.seg", keys[i + j], "", "db", docs[j]);
+            }
+            assert_int_equal(a.ops->seen_put(sa, rows, BATCH, NULL, 0, &err), 0);
+        }
+        if (round == 0) {
+            /* b sees a's first rows, and indexes them where they are now */
+            assert_int_equal(b.ops->rows_any(sb, &err), 1);
+            assert_int_equal(b.ops->row_get(sb, S("s.seg"), S(keys[5]), &doc, &err), 1);
+            assert_int_equal(doc.len, 17);
+            assert_memory_equal(doc.data, "round 000 row 005", 17);
+        }
+    }
+    /* b finds the newest of every row, though a moved most of them */
+    for (i = 0; i < NROWS; i++) {
+        char want[48];
+
+        snprintf(want, sizeof(want), "round %03d row %03d", ROUNDS, i);
+        assert_int_equal(b.ops->row_get(sb, S("s.seg"), S(keys[i]), &doc, &err), 1);
+        assert_int_equal(doc.len, strlen(want));
+        assert_memory_equal(doc.data, want, doc.len);
+    }
+    /* and a finds what b writes */
+    rows[0] = seen("central", "s.seg", "{\"id\":999}", "", "db", "from b");
+    assert_int_equal(b.ops->seen_put(sb, rows, 1, NULL, 0, &err), 0);
+    assert_int_equal(a.ops->row_get(sa, S("s.seg"), S("{\"id\":999}"), &doc, &err), 1);
+    assert_memory_equal(doc.data, "from b", 6);
+    a.ops->session_close(sa);
+    b.ops->session_close(sb);
+    sl_store_destroy(&a);
+    sl_store_destroy(&b);
+
+    /* 20,200 documents of ~32 bytes were written; without compaction the
+     * segments would hold ~650 KB. Garbage may reach the larger of the
+     * live entries and 4,096 before compaction starts. */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(one_text(db, "SELECT sum(length(data)) FROM segs", v, sizeof(v)), 1);
+    bytes = atol(v);
+    if (verbose)
+        print_message("[   INFO   ] segments hold %ld bytes\n", bytes);
+    assert_true(bytes > NROWS * 30);
+    assert_true(bytes < (4096 + 2 * NROWS + 2 * BATCH + 64) * 34);
+    sqlite3_close(db);
+
+    /* a new handle builds its index from the file */
+    assert_int_equal(sl_store_open(&a, uri, &err), 0);
+    sa = a.ops->session_open(a.self, &err);
+    assert_int_equal(a.ops->rows_each(sa, "s.seg", collect_rows, &all, &err), 0);
+    for (i = 0, j = 0; i < (int)all.len; i++)
+        j += all.data[i] == '\n';
+    assert_int_equal(j, NROWS + 1);
+    assert_non_null(strstr(all.data, "s.seg|{\"id\":000}|round 100 row 000\n"));
+    assert_non_null(strstr(all.data, "s.seg|{\"id\":199}|round 100 row 199\n"
+                                     "s.seg|{\"id\":999}|from b\n"));
+    assert_int_equal(a.ops->rows_each(sa, "s.none", collect_rows, &all, &err), 0);
+    a.ops->session_close(sa);
+    sl_store_destroy(&a);
+    sl_buf_free(&doc);
+    sl_buf_free(&all);
     unlink(path);
 }
 
@@ -1227,8 +1398,9 @@ static void rm_tmpdir(void)
 
 int main(int argc, char **argv)
 {
-    const struct CMUnitTest sqlite_tests[] = {CONTRACT(SQLITE_TEST)
-                                                  cmocka_unit_test(test_sqlite_migrate)};
+    const struct CMUnitTest sqlite_tests[] = {
+        CONTRACT(SQLITE_TEST) cmocka_unit_test(test_sqlite_migrate),
+        cmocka_unit_test(test_sqlite_migrate_v3), cmocka_unit_test(test_sqlite_segments)};
     const struct CMUnitTest mongo_tests[] = {CONTRACT(MONGO_TEST)};
     const struct CMUnitTest open_tests[] = {cmocka_unit_test(test_open_errors)};
     const char *tmp = getenv("TMPDIR");
