@@ -338,32 +338,50 @@ static int apply_seg(sq_rows *r, int64_t id, const unsigned char *p, size_t len,
     r->segs[si].live = r->segs[si].total = 0;
     r->hw = id;
     while (p < end) {
-        uint64_t loc = (uint64_t)id << OFF_BITS | (uint64_t)(p - start), h1, h2;
-        sl_str t, k, d;
-        ix_ent *e;
+        /* hash a group of entries and fetch their slots before changing
+         * any: each slot is a cache miss otherwise */
+        struct {
+            uint64_t loc, h1, h2;
+            sl_str t;
+        } g[32];
+        size_t n = 0, i;
 
-        if (get_entry(&p, end, &t, &k, &d) != 0 || (p < end && p - start >= (1 << OFF_BITS)))
-            return sl_error_set(err, SL_ERR_STORE,
-                                "sqlite store: segment %lld is corrupt at byte %zu", (long long)id,
-                                (size_t)(p - start));
-        hash_row(t, k, &h1, &h2);
-        ix_reserve(r, h1);
-        e = ix_slot(r, h1, h2);
-        if (e->loc) {
-            seginfo *old = seg_find(r, (int64_t)(e->loc >> OFF_BITS));
+        for (; p < end && n < 32; n++) {
+            sl_str k, d;
+            const ix_part *pt;
 
-            if (old && old->live)
-                old->live--;
-        } else {
-            r->n++;
-            r->parts[h1 >> 56].n++;
+            g[n].loc = (uint64_t)id << OFF_BITS | (uint64_t)(p - start);
+            if (get_entry(&p, end, &g[n].t, &k, &d) != 0 ||
+                (p < end && p - start >= (1 << OFF_BITS)))
+                return sl_error_set(err, SL_ERR_STORE,
+                                    "sqlite store: segment %lld is corrupt at byte %zu",
+                                    (long long)id, (size_t)(p - start));
+            hash_row(g[n].t, k, &g[n].h1, &g[n].h2);
+            pt = &r->parts[g[n].h1 >> 56];
+            if (pt->cap)
+                __builtin_prefetch(&pt->ix[g[n].h1 & (pt->cap - 1)], 1);
         }
-        e->h1 = h1;
-        e->h2t = (h2 >> TID_BITS << TID_BITS) | table_id(r, t, true);
-        e->loc = loc;
-        r->segs[si].live++;
-        r->segs[si].total++;
-        r->entries++;
+        for (i = 0; i < n; i++) {
+            ix_ent *e;
+
+            ix_reserve(r, g[i].h1);
+            e = ix_slot(r, g[i].h1, g[i].h2);
+            if (e->loc) {
+                seginfo *old = seg_find(r, (int64_t)(e->loc >> OFF_BITS));
+
+                if (old && old->live)
+                    old->live--;
+            } else {
+                r->n++;
+                r->parts[g[i].h1 >> 56].n++;
+            }
+            e->h1 = g[i].h1;
+            e->h2t = (g[i].h2 >> TID_BITS << TID_BITS) | table_id(r, g[i].t, true);
+            e->loc = g[i].loc;
+            r->segs[si].live++;
+            r->segs[si].total++;
+            r->entries++;
+        }
     }
     return 0;
 }
