@@ -3,8 +3,10 @@
  *
  * A source hands the engine one message at a time, on the reader thread only:
  * either a raw line (file and stdin sources: the engine parses it with
- * sl_record_parse_line on a worker) or an already split record (Kafka). The
- * bytes are borrowed until the next poll; the reader copies them.
+ * sl_record_parse_line on a worker) or an already split record (Kafka: the
+ * reader copies it packed, sl_record_pack, and a worker decodes its key and
+ * value where they lie). The bytes are borrowed until the next poll; the
+ * reader copies them.
  *
  * Progress: every message names its input stream (a file's real path, "-",
  * or a topic) and its position in it (line number, or Kafka offset), so the

@@ -61,6 +61,16 @@ int sl_record_parse_line(sl_record *rec, const char *line, size_t len, sl_json *
  * text (the caller says so), else written as JSON strings. */
 void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_json, sl_buf *out);
 
+/* The engine's own form of a record inside a batch (Kafka messages): topic,
+ * partition, offset, key, value and headers (at most SL_MAX_HEADERS) copied
+ * as they are into out, with their lengths, no JSON and no escaping; NULL
+ * key, value and header values stay NULL. `where` is not kept. */
+void sl_record_pack(const sl_record *rec, sl_buf *out);
+/* Read a packed record: rec points into data[0..len), which must stay put
+ * while rec is used. Nothing is tokenized. Returns 0, or -1 with err filled
+ * (SL_ERR_INTERNAL) when the bytes are not one whole packed record. */
+int sl_record_unpack(sl_record *rec, const char *data, size_t len, sl_error *err);
+
 typedef enum sl_evkind {
     SL_EV_CHANGE,        /* op c/u/d/r/t */
     SL_EV_TOMBSTONE,     /* null value after a delete */

@@ -13,7 +13,9 @@
  * once the sink has made their outputs safe. A batch goes back to the pool
  * when the last of its items has been through stage B and, with a store,
  * recorded; the pool has a fixed size, which bounds memory. A Kafka message
- * is turned into a record line by the reader and goes the same way.
+ * goes the same way as a record packed into the batch's bytes
+ * (sl_record_pack): the reader copies it without looking inside, and the
+ * worker's decode reads its key and value straight from the batch.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
@@ -30,9 +32,10 @@
 
 typedef struct batch {
     /* filled by the reader */
-    sl_buf bytes; /* the lines, back to back */
-    size_t *off;  /* [cap + 1] line i is bytes[off[i] .. off[i] + len[i]) */
+    sl_buf bytes; /* the lines and packed records, back to back */
+    size_t *off;  /* [cap + 1] message i is bytes[off[i] .. off[i] + len[i]) */
     size_t *len;
+    bool *packed;       /* message i is a packed record (Kafka), not a line */
     const char **input; /* stream of each line (names owned by the engine) */
     int64_t *pos;
     int n, cap;
@@ -224,8 +227,12 @@ static void decode_batch(engine *e, worker *w, batch *b)
     for (i = 0; i < b->n; i++) {
         sl_item *it = b->items[i];
 
-        sl_item_decode(it, b->prog, b->bytes.data + b->off[i], b->len[i], b->input[i], b->pos[i],
-                       &w->j);
+        if (b->packed[i])
+            sl_item_decode_record(it, b->prog, b->bytes.data + b->off[i], b->len[i], b->input[i],
+                                  b->pos[i]);
+        else
+            sl_item_decode(it, b->prog, b->bytes.data + b->off[i], b->len[i], b->input[i],
+                           b->pos[i], &w->j);
         count[it->hash % (uint64_t)nw + 1]++;
     }
     for (k = 0; k < nw; k++)
@@ -466,31 +473,18 @@ static input *find_input(engine *e, const char *name)
     return NULL;
 }
 
-/* Is this a JSON object or array (so it can be embedded raw in a record
- * line)? Anything else goes in as a string holding the bytes, which
- * decoding then reads or refuses - with the message's own bytes, key and
- * topic in the dead letter. */
-static bool is_json(sl_json *j, const char *p, size_t n)
-{
-    sl_error e;
-
-    return sl_json_parse(j, p, n, &e) == 0 &&
-           (j->tok[0].type == SL_J_OBJECT || j->tok[0].type == SL_J_ARRAY);
-}
-
-/* Append one message to the batch: a line as it is, a record (Kafka) as a
- * record line, so that both take exactly the same path afterwards. */
-static void add_line(batch *b, const sl_msg *msg, const char *input_name, sl_json *j)
+/* Append one message to the batch: a line as it is, a record (Kafka)
+ * packed, its bytes copied unread: whether key and value are JSON is for
+ * the worker's decode to find out (a dead letter then carries them as they
+ * came). */
+static void add_line(batch *b, const sl_msg *msg, const char *input_name)
 {
     b->off[b->n] = b->bytes.len;
-    if (msg->is_line) {
+    b->packed[b->n] = !msg->is_line;
+    if (msg->is_line)
         sl_buf_append(&b->bytes, msg->line, msg->len);
-    } else {
-        const sl_record *r = &msg->rec;
-
-        sl_record_write_line(r, r->key == NULL || is_json(j, r->key, r->key_len),
-                             r->value == NULL || is_json(j, r->value, r->value_len), &b->bytes);
-    }
+    else
+        sl_record_pack(&msg->rec, &b->bytes);
     b->len[b->n] = b->bytes.len - b->off[b->n];
     b->input[b->n] = input_name;
     b->pos[b->n] = msg->pos;
@@ -522,9 +516,7 @@ static void *reader_main(void *arg)
     const char *last_name = NULL;
     int64_t done = 0;
     int r;
-    sl_json j; /* checks that Kafka keys and values are JSON */
 
-    sl_json_init(&j);
     pthread_setname_np(pthread_self(), "sluice-reader");
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
@@ -583,7 +575,7 @@ static void *reader_main(void *arg)
             in->max_pos = msg.pos;
         e->cur_pos = msg.pos;
         pthread_mutex_unlock(&e->mu);
-        add_line(b, &msg, in->name, &j);
+        add_line(b, &msg, in->name);
         if (b->n == b->cap) {
             submit(e, b);
             e->rd_batch = NULL;
@@ -592,7 +584,6 @@ static void *reader_main(void *arg)
     if (e->rd_batch)
         submit(e, e->rd_batch);
     e->rd_batch = NULL;
-    sl_json_free(&j);
     pthread_mutex_lock(&e->mu);
     e->reader_done = true;
     pthread_cond_broadcast(&e->done_cv);
@@ -846,6 +837,7 @@ int sl_pipeline_run(sl_program *prog, sl_input *src, sl_sink *sink, sl_store *st
         b->cap = e->bsize;
         b->off = sl_xcalloc((size_t)b->cap, sizeof(*b->off));
         b->len = sl_xcalloc((size_t)b->cap, sizeof(*b->len));
+        b->packed = sl_xcalloc((size_t)b->cap, sizeof(*b->packed));
         b->input = sl_xcalloc((size_t)b->cap, sizeof(*b->input));
         b->pos = sl_xcalloc((size_t)b->cap, sizeof(*b->pos));
         b->order = sl_xcalloc((size_t)b->cap, sizeof(*b->order));
@@ -1052,6 +1044,7 @@ out:
         free(b->items);
         free(b->off);
         free(b->len);
+        free(b->packed);
         free(b->input);
         free(b->pos);
         free(b->order);

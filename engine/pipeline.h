@@ -6,7 +6,7 @@
  *     the progress line, checkpoints input progress once a second, and
  *     turns a stop request into a clean drain;
  *   - one reader thread polls the source and cuts the input into batches of
- *     raw lines;
+ *     raw lines (or Kafka records, copied packed: sl_record_pack);
  *   - N worker threads decode whole batches in parallel (stage A), deliver
  *     each decoded item, in batch order, to the worker that owns
  *     hash(table, key), and process their deliveries in order (stage B):

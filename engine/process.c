@@ -37,14 +37,10 @@ static bool blank(const char *p, size_t n)
     return true;
 }
 
-void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t len,
-                    const char *input, int64_t pos, sl_json *j)
+/* Every field of the item set for a new message, which is dead until
+ * decoding says otherwise. */
+static void item_reset(sl_item *it, const sl_program *p, const char *input, int64_t pos)
 {
-    sl_event *ev = &it->ev;
-    sl_str schema;
-
-    it->raw.p = line;
-    it->raw.len = len;
     sl_buf_reset(&it->rscratch);
     sl_buf_reset(&it->qname);
     sl_buf_reset(&it->key);
@@ -59,13 +55,47 @@ void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t l
     it->pos = pos;
     it->hash = (uint64_t)pos;
     it->fate = SL_FATE_DEAD;
+}
 
+static void item_decode_event(sl_item *it, const sl_program *p);
+
+void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t len,
+                    const char *input, int64_t pos, sl_json *j)
+{
+    item_reset(it, p, input, pos);
+    it->raw.p = line;
+    it->raw.len = len;
     if (blank(line, len)) {
         it->fate = SL_FATE_BLANK;
         return;
     }
     if (sl_record_parse_line(&it->rec, line, len, j, &it->rscratch, &it->err) != 0)
         return;
+    item_decode_event(it, p);
+}
+
+void sl_item_decode_record(sl_item *it, const sl_program *p, const char *packed, size_t len,
+                           const char *input, int64_t pos)
+{
+    item_reset(it, p, input, pos);
+    it->raw.p = "";
+    it->raw.len = 0;
+    if (sl_record_unpack(&it->rec, packed, len, &it->err) != 0)
+        return;
+    /* the message's own bytes are its value (what a dead letter carries) */
+    if (it->rec.value) {
+        it->raw.p = it->rec.value;
+        it->raw.len = it->rec.value_len;
+    }
+    item_decode_event(it, p);
+}
+
+/* From the record to the event, its table, origin and row key. */
+static void item_decode_event(sl_item *it, const sl_program *p)
+{
+    sl_event *ev = &it->ev;
+    sl_str schema;
+
     if (sl_event_decode(ev, &it->rec, &it->err) != 0)
         return;
     switch (ev->kind) {

@@ -2,11 +2,13 @@
  * process.h - what happens to one input message, in two stages.
  *
  * Stage A, sl_item_decode (any worker, a whole batch of lines at a time):
- * parse the line, decode the event, find its table, origin site and row key.
- * That is what picks the worker for stage B: a row's events always go to
- * the worker that owns hash(table, key), so they are handled in input order. Stage B, sl_proc_item
- * (that worker): drop what was already processed, filter, route, select columns and render one
- * output record per destination, or a dead letter with the reason.
+ * parse the line (a Kafka record: sl_item_decode_record, unpack it), decode
+ * the event, find its table, origin site and row key. That is what picks
+ * the worker for stage B: a row's events always go to the worker that owns
+ * hash(table, key), so they are handled in input order. Stage B,
+ * sl_proc_item (that worker): drop what was already processed, filter,
+ * route, select columns and render one output record per destination, or a
+ * dead letter with the reason.
  *
  * An sl_item is reused across messages (its buffers keep their capacity).
  * An sl_proc belongs to one worker thread: its own store session, cache of
@@ -35,7 +37,8 @@ typedef enum sl_fate {
 } sl_fate;
 
 typedef struct sl_item {
-    sl_str raw;      /* the input bytes, borrowed (they outlive the item's use) */
+    sl_str raw;      /* the input bytes, borrowed (they outlive the item's use): the
+                      * line, or a packed record's value ("" for none) */
     sl_buf rscratch; /* record-parse scratch */
     sl_record rec;
     sl_event ev;
@@ -72,6 +75,12 @@ void sl_item_free(sl_item *it);
  * it->err filled. `j` is the calling thread's tokenizer. */
 void sl_item_decode(sl_item *it, const sl_program *p, const char *line, size_t len,
                     const char *input, int64_t pos, sl_json *j);
+/* Stage A for a record packed with sl_record_pack (a Kafka message): the
+ * same as sl_item_decode of its wrapper line, without tokenizing anything
+ * but the key and value (once, in sl_event_decode). packed[0..len) is
+ * borrowed like a line, and it->rec points into it. */
+void sl_item_decode_record(sl_item *it, const sl_program *p, const char *packed, size_t len,
+                           const char *input, int64_t pos);
 
 /* Counters, one set per worker; updated by their worker only, read by anyone. */
 typedef struct sl_counters {

@@ -4,7 +4,8 @@
  * A line is either a bare Debezium value, or a wrapper object carrying the
  * Kafka coordinates: {"topic","partition","offset","key","value","headers"},
  * also in kcat -J's spelling ("payload", headers as a flat array). See
- * docs/formats.md.
+ * docs/formats.md. At the end, the packed binary form in which the engine
+ * carries Kafka records through its batches (no JSON, nothing tokenized).
  */
 #include "event.h"
 
@@ -312,4 +313,155 @@ void sl_record_write_line(const sl_record *rec, bool key_is_json, bool value_is_
             sl_buf_json_str(out, h->value.p, h->value.len);
     }
     sl_buf_append(out, "}}", 2);
+}
+
+/* ---- the packed form ---------------------------------------------------------
+ *
+ * How the engine carries a Kafka record through a batch: a fixed head, one
+ * (name length, value length) pair per header, then the bytes of the topic,
+ * key, value and header names and values, back to back. Nothing is escaped
+ * or encoded, so packing is a copy and unpacking only sets pointers; the
+ * bytes stay exactly the message's own (binary keys, non-UTF-8 headers).
+ * The batch's bytes have no alignment: heads are read with memcpy. */
+
+#define PACK_NULL SIZE_MAX /* a NULL key, value or header value */
+
+typedef struct pack_head {
+    int64_t offset;
+    int32_t partition;
+    uint32_t nheaders;
+    size_t topic_len, key_len, value_len;
+} pack_head;
+
+typedef struct pack_hdr {
+    size_t name_len, value_len;
+} pack_hdr;
+
+void sl_record_pack(const sl_record *rec, sl_buf *out)
+{
+    pack_head h;
+    pack_hdr ph[SL_MAX_HEADERS];
+    size_t i, total, nh = rec->nheaders < SL_MAX_HEADERS ? rec->nheaders : SL_MAX_HEADERS;
+    char *p;
+
+    memset(&h, 0, sizeof(h)); /* no uninitialized padding in the batch */
+    h.offset = rec->offset;
+    h.partition = rec->partition;
+    h.nheaders = (uint32_t)nh;
+    h.topic_len = rec->topic.p ? rec->topic.len : 0;
+    h.key_len = rec->key ? rec->key_len : PACK_NULL;
+    h.value_len = rec->value ? rec->value_len : PACK_NULL;
+    total = sizeof(h) + nh * sizeof(*ph) + h.topic_len + (rec->key ? rec->key_len : 0) +
+            (rec->value ? rec->value_len : 0);
+    for (i = 0; i < nh; i++) {
+        const sl_header *hd = &rec->headers[i];
+
+        ph[i].name_len = hd->name.len;
+        ph[i].value_len = hd->null_value ? PACK_NULL : hd->value.len;
+        total += hd->name.len + (hd->null_value ? 0 : hd->value.len);
+    }
+    /* one reservation, then plain copies */
+    sl_buf_reserve(out, total);
+    p = out->data + out->len;
+    memcpy(p, &h, sizeof(h));
+    p += sizeof(h);
+    if (nh) {
+        memcpy(p, ph, nh * sizeof(*ph));
+        p += nh * sizeof(*ph);
+    }
+#define PUT(src, n)                                                                                \
+    do {                                                                                           \
+        if ((n) > 0) {                                                                             \
+            memcpy(p, (src), (n));                                                                 \
+            p += (n);                                                                              \
+        }                                                                                          \
+    } while (0)
+    PUT(rec->topic.p, h.topic_len);
+    if (rec->key)
+        PUT(rec->key, rec->key_len);
+    if (rec->value)
+        PUT(rec->value, rec->value_len);
+    for (i = 0; i < nh; i++) {
+        const sl_header *hd = &rec->headers[i];
+
+        PUT(hd->name.p, hd->name.len);
+        if (!hd->null_value)
+            PUT(hd->value.p, hd->value.len);
+    }
+#undef PUT
+    out->len += total;
+    out->data[out->len] = '\0';
+}
+
+/* Take n bytes (PACK_NULL: none, and a NULL pointer) from *p, within end. */
+static bool take(const char **p, const char *end, size_t n, const char **out)
+{
+    if (n == PACK_NULL) {
+        *out = NULL;
+        return true;
+    }
+    if (n > (size_t)(end - *p))
+        return false;
+    *out = *p;
+    *p += n;
+    return true;
+}
+
+int sl_record_unpack(sl_record *rec, const char *data, size_t len, sl_error *err)
+{
+    const char *p = data, *end = data + len;
+    pack_head h;
+    pack_hdr ph;
+    size_t i;
+
+    memset(rec, 0, sizeof(*rec));
+    rec->topic.p = "";
+    rec->partition = -1;
+    rec->offset = -1;
+    if (len < sizeof(h))
+        goto bad;
+    memcpy(&h, p, sizeof(h));
+    p += sizeof(h);
+    if (h.nheaders > SL_MAX_HEADERS || h.topic_len == PACK_NULL ||
+        (size_t)(end - p) < (size_t)h.nheaders * sizeof(ph))
+        goto bad;
+    rec->partition = h.partition;
+    rec->offset = h.offset;
+    rec->nheaders = h.nheaders;
+    {
+        const char *hp = p, *s;
+
+        p += (size_t)h.nheaders * sizeof(ph);
+        if (!take(&p, end, h.topic_len, &s))
+            goto bad;
+        rec->topic.p = s;
+        rec->topic.len = h.topic_len;
+        if (!take(&p, end, h.key_len, &rec->key) || !take(&p, end, h.value_len, &rec->value))
+            goto bad;
+        rec->key_len = rec->key ? h.key_len : 0;
+        rec->value_len = rec->value ? h.value_len : 0;
+        for (i = 0; i < h.nheaders; i++) {
+            sl_header *hd = &rec->headers[i];
+
+            memcpy(&ph, hp + i * sizeof(ph), sizeof(ph));
+            if (ph.name_len == PACK_NULL || !take(&p, end, ph.name_len, &s))
+                goto bad;
+            hd->name.p = s;
+            hd->name.len = ph.name_len;
+            if (!take(&p, end, ph.value_len, &s))
+                goto bad;
+            hd->null_value = s == NULL;
+            hd->value.p = s ? s : "";
+            hd->value.len = s ? ph.value_len : 0;
+        }
+    }
+    if (p != end)
+        goto bad;
+    return 0;
+bad:
+    memset(rec, 0, sizeof(*rec));
+    rec->topic.p = "";
+    rec->partition = -1;
+    rec->offset = -1;
+    return sl_error_set(err, SL_ERR_INTERNAL, "damaged packed record (%zu bytes)", len);
 }
