@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "common/buf.h"
+#include "connectors/store.h"
 #include "engine/json.h"
 #include "harness.h"
 
@@ -1014,6 +1015,59 @@ static void test_conflicts(void **state)
             }
         }
         assert_int_equal(found, 1);
+    }
+    unload(&f);
+    /* --limit: that many rows at most, and their count on stderr */
+    assert_int_equal(sh("'%s' rows --store 'sqlite:%s' --limit 1 > '%s' 2> '%s'", bin, path("c.db"),
+                        path("rows1.jsonl"), path("rows1.err")),
+                     0);
+    f = load(path("rows1.jsonl"));
+    assert_int_equal(f.n, 1);
+    unload(&f);
+    {
+        char *e = slurp(path("rows1.err"), NULL);
+
+        assert_string_equal(e, "1 row\n");
+        free(e);
+    }
+    /* a damaged document: its row says what is wrong, the others still list */
+    {
+        sl_store st = {0};
+        sl_error err = {0};
+        char uri[600];
+        void *sess;
+        sl_seen bad = {0};
+
+        snprintf(uri, sizeof(uri), "sqlite:%s", path("c.db"));
+        assert_int_equal(sl_store_open(&st, uri, &err), 0);
+        sess = st.ops->session_open(st.self, &err);
+        assert_non_null(sess);
+        bad.table = (sl_str){"public.t_latest", 15};
+        bad.key = (sl_str){"{\"id\":999}", 10};
+        bad.doc = (sl_str){"\x00\x53\x03\x7f", 4};
+        assert_int_equal(st.ops->seen_put(sess, &bad, 1, NULL, 0, &err), 0);
+        st.ops->session_close(sess);
+        sl_store_destroy(&st);
+    }
+    assert_int_equal(sh("'%s' rows --store 'sqlite:%s' --table public.t_latest > '%s' 2>/dev/null",
+                        bin, path("c.db"), path("rows2.jsonl")),
+                     0);
+    f = load(path("rows2.jsonl"));
+    {
+        size_t i, damaged = 0, fine = 0;
+
+        for (i = 0; i < f.n; i++) {
+            if (strcmp(jraw(&f.v[i], "key.id"), "999") == 0) {
+                assert_true(jraw(&f.v[i], "error")[0] == '"');
+                assert_null(strstr(f.v[i].text, "\"state\""));
+                damaged++;
+            } else {
+                assert_string_not_equal(jraw(&f.v[i], "state.version"), "<absent>");
+                fine++;
+            }
+        }
+        assert_int_equal(damaged, 1);
+        assert_true(fine >= 1);
     }
     unload(&f);
     assert_int_equal(sh("'%s' rows --store 'sqlite:%s' --bogus 2>/dev/null", bin, path("c.db")), 2);
