@@ -74,6 +74,17 @@ char *sl_xstrndup(const char *s, size_t n);
 
 /* 64-bit FNV-1a, used for key slicing and rule-version hashes. */
 uint64_t sl_hash64(const void *p, size_t n, uint64_t seed);
+/* splitmix64's finalizer: every input bit moves about half the output bits
+ * (to mix a hash before summing it, or to spread one over table slots). */
+static inline uint64_t sl_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
 #define SL_HASH_SEED 0xcbf29ce484222325ULL
 
 #endif

@@ -80,16 +80,6 @@ struct sq_rows {
 
 /* ---- hashing ------------------------------------------------------------------ */
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t hash_bytes(const char *p, size_t n, uint64_t h)
 {
     uint64_t w = 0;
@@ -97,13 +87,13 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t h)
 
     while (n >= 8) {
         memcpy(&w, p, 8);
-        h = mix(h ^ w);
+        h = sl_mix64(h ^ w);
         p += 8;
         n -= 8;
     }
     w = 0;
     memcpy(&w, p, n);
-    return mix(h ^ w ^ ((uint64_t)len << 56) ^ 0x5a);
+    return sl_mix64(h ^ w ^ ((uint64_t)len << 56) ^ 0x5a);
 }
 
 static void hash_row(sl_str t, sl_str k, uint64_t *h1, uint64_t *h2)

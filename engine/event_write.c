@@ -443,22 +443,12 @@ int sl_event_row_image(const sl_event *ev, sl_buf *out)
     return 1;
 }
 
-/* FNV-1a ends with a multiplication, so two columns whose last bytes move
- * in opposite directions ("n":37,"qty":16 against "n":39,"qty":14) would
- * cancel out in a plain sum: each column's hash is mixed first (the
- * splitmix64 finalizer). */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 /* Order-independent: the sum of one hash per kept column over its name and
- * canonical value, so two sites that list columns differently still agree. */
+ * canonical value, so two sites that list columns differently still agree.
+ * FNV-1a ends with a multiplication, so two columns whose last bytes move
+ * in opposite directions ("n":37,"qty":16 against "n":39,"qty":14) would
+ * cancel out in a plain sum: each column's hash is mixed first
+ * (sl_mix64). */
 static uint64_t row_hash(const sl_json *j, int obj, const sl_colsel *sel, bool flattened,
                          sl_buf *scratch)
 {
@@ -475,7 +465,7 @@ static uint64_t row_hash(const sl_json *j, int obj, const sl_colsel *sel, bool f
         put_string(&w, k);
         sl_buf_putc(scratch, ':');
         put_compact(&w, k + 1);
-        sum += mix64(sl_hash64(scratch->data, scratch->len, SL_HASH_SEED));
+        sum += sl_mix64(sl_hash64(scratch->data, scratch->len, SL_HASH_SEED));
     }
     sl_buf_free(&w.tmp);
     return sum;

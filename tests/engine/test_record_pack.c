@@ -249,6 +249,18 @@ static const char rules[] = "site central hub;\n"
                             "    route * -> *;\n"
                             "}\n";
 
+static sl_program *pack_program(void)
+{
+    sl_diags d;
+    sl_program *p;
+
+    sl_diags_init(&d);
+    p = sl_compile_text("pack.rules", rules, strlen(rules), &d);
+    assert_non_null(p);
+    sl_diags_free(&d);
+    return p;
+}
+
 #define CHANGE                                                                                     \
     "{\"before\":null,\"after\":{\"id\":1,\"qty\":3},\"source\":{\"connector\":\"postgresql\","    \
     "\"name\":\"central\",\"db\":\"d\",\"schema\":\"public\",\"table\":\"orders\",\"lsn\":12,"     \
@@ -349,7 +361,6 @@ static void outputs(sl_proc *w, sl_item *it, sl_buf *out)
 
 static void test_same_as_line(void **state)
 {
-    sl_diags d;
     sl_program *p;
     sl_proc *w;
     sl_item a, b;
@@ -359,10 +370,7 @@ static void test_same_as_line(void **state)
     int dead = 0;
 
     (void)state;
-    sl_diags_init(&d);
-    p = sl_compile_text("pack.rules", rules, strlen(rules), &d);
-    assert_non_null(p);
-    sl_diags_free(&d);
+    p = pack_program();
     w = sl_proc_new(NULL, NULL);
     sl_item_init(&a);
     sl_item_init(&b);
@@ -447,7 +455,6 @@ static void test_same_as_line(void **state)
  * topic and no key the whole wrapper line as its value). */
 static void test_dead_letter_value(void **state)
 {
-    sl_diags d;
     sl_program *p;
     sl_proc *w;
     sl_item it;
@@ -455,10 +462,7 @@ static void test_dead_letter_value(void **state)
     sl_record rec;
 
     (void)state;
-    sl_diags_init(&d);
-    p = sl_compile_text("pack.rules", rules, strlen(rules), &d);
-    assert_non_null(p);
-    sl_diags_free(&d);
+    p = pack_program();
     w = sl_proc_new(NULL, NULL);
     sl_item_init(&it);
     memset(&rec, 0, sizeof(rec));

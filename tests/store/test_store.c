@@ -1026,6 +1026,19 @@ static int one_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 /* A file of schema version 1 (the old `seen` table) opens as version 3:
  * `seen` is gone, progress and inputs are kept, the new tables work. A file
  * from a newer sluice is refused. */
+/* The file at path, opened directly, after checking that sluice left it at
+ * the current schema version. */
+static sqlite3 *open_current(const char *path)
+{
+    sqlite3 *db;
+    char v[64];
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
+    assert_string_equal(v, "4");
+    return db;
+}
+
 static void test_sqlite_migrate(void **state)
 {
     char path[512], uri[600], v[64];
@@ -1080,9 +1093,7 @@ static void test_sqlite_migrate(void **state)
     st.ops->session_close(sess);
     sl_store_destroy(&st);
 
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
-    assert_string_equal(v, "4");
+    db = open_current(path);
     assert_int_equal(one_text(db, "SELECT name FROM sqlite_master WHERE name='seen'", v, sizeof(v)),
                      0);
     assert_int_equal(one_text(db,
@@ -1164,9 +1175,7 @@ static void test_sqlite_migrate_v3(void **state)
     st.ops->session_close(sess);
     sl_store_destroy(&st);
 
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
-    assert_string_equal(v, "4");
+    db = open_current(path);
     assert_int_equal(one_text(db, "SELECT name FROM sqlite_master WHERE name='rows'", v, sizeof(v)),
                      0);
     assert_int_equal(one_text(db, "SELECT count(*) > 2 FROM segs", v, sizeof(v)), 1);
