@@ -20,8 +20,7 @@
 typedef struct topic_file {
     char *topic;
     int fd;
-    sl_buf pending; /* this call's lines for the topic */
-    bool touched;
+    int group; /* in a write call, under the lock: its group of lines; -1 */
     struct topic_file *next;
 } topic_file;
 
@@ -105,6 +104,7 @@ static topic_file *topic_for(file_sink *fs, sl_str topic, sl_error *err)
         return NULL;
     }
     tf = sl_xcalloc(1, sizeof(*tf));
+    tf->group = -1;
     tf->fd = fd;
     tf->topic = sl_xstrndup(topic.p, topic.len);
     tf->next = fs->buckets[h % NBUCKETS];
@@ -130,40 +130,53 @@ static int write_all(int fd, const char *p, size_t n, const char *what, sl_error
 }
 
 /* Lines are rendered per topic, then each topic's lines go out in one
- * write(2): whole lines reach the operating system together. */
+ * write(2): whole lines reach the operating system together. Only finding
+ * the files and the writes hold the lock; rendering (most of the work)
+ * does not, so workers render at the same time. Files are never closed
+ * while the sink lives, so their descriptors stay valid meanwhile. */
 static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
 {
     file_sink *fs = self;
-    topic_file **touched = sl_xmalloc((n ? n : 1) * sizeof(*touched));
-    size_t i, nt = 0;
+    struct group {
+        topic_file *tf;
+        sl_buf lines;
+    } *g = sl_xcalloc(n ? n : 1, sizeof(*g));
+    size_t *gi = sl_xmalloc((n ? n : 1) * sizeof(*gi));
+    size_t i, ng = 0;
     int rc = 0;
 
     pthread_mutex_lock(&fs->mu);
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && rc == 0; i++) {
         topic_file *tf = fs->dir ? topic_for(fs, recs[i].topic, err) : &fs->out;
 
         if (tf == NULL) {
             rc = -1;
-            goto out;
+            break;
         }
-        if (!tf->touched) {
-            tf->touched = true;
-            touched[nt++] = tf;
+        if (tf->group < 0) {
+            tf->group = (int)ng;
+            g[ng++].tf = tf;
         }
-        sl_record_write_line(&recs[i], true, true, &tf->pending);
-        sl_buf_putc(&tf->pending, '\n');
+        gi[i] = (size_t)tf->group;
     }
-    for (i = 0; i < nt; i++)
-        if (rc == 0 && write_all(touched[i]->fd, touched[i]->pending.data, touched[i]->pending.len,
-                                 touched[i]->topic, err) != 0)
-            rc = -1;
-out:
-    for (i = 0; i < nt; i++) {
-        touched[i]->touched = false;
-        sl_buf_reset(&touched[i]->pending);
-    }
+    for (i = 0; i < ng; i++)
+        g[i].tf->group = -1;
     pthread_mutex_unlock(&fs->mu);
-    free(touched);
+    if (rc != 0)
+        goto out;
+    for (i = 0; i < n; i++) {
+        sl_record_write_line(&recs[i], true, true, &g[gi[i]].lines);
+        sl_buf_putc(&g[gi[i]].lines, '\n');
+    }
+    pthread_mutex_lock(&fs->mu);
+    for (i = 0; i < ng && rc == 0; i++)
+        rc = write_all(g[i].tf->fd, g[i].lines.data, g[i].lines.len, g[i].tf->topic, err);
+    pthread_mutex_unlock(&fs->mu);
+out:
+    for (i = 0; i < ng; i++)
+        sl_buf_free(&g[i].lines);
+    free(g);
+    free(gi);
     return rc;
 }
 
@@ -215,11 +228,9 @@ static void fsk_destroy(void *self)
         for (tf = fs->buckets[i]; tf; tf = next) {
             next = tf->next;
             close(tf->fd);
-            sl_buf_free(&tf->pending);
             free(tf->topic);
             free(tf);
         }
-    sl_buf_free(&fs->out.pending);
     free(fs->out.topic);
     pthread_mutex_destroy(&fs->mu);
     free(fs->dir);
@@ -267,6 +278,7 @@ int sl_sink_open_files(sl_sink *sink, const char *dir, sl_error *err)
     pthread_mutex_init(&fs->mu, NULL);
     fs->dir = strcmp(dir, "-") == 0 ? NULL : sl_xstrdup(dir);
     fs->out.fd = STDOUT_FILENO;
+    fs->out.group = -1;
     fs->out.topic = sl_xstrdup("stdout");
     sink->ops = &file_sink_ops;
     sink->self = fs;
