@@ -86,8 +86,12 @@ char *slurp(const char *p, size_t *len)
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         sl_buf_append(&b, chunk, n);
     fclose(f);
-    if (b.data == NULL)
+    if (b.data == NULL) {
+        /* an empty file (an output not written yet): no bytes */
+        if (len)
+            *len = 0;
         return sl_xstrdup("");
+    }
     return sl_buf_steal(&b, len);
 }
 
