@@ -4,7 +4,9 @@
  * Every worker session has its own connection; writes are batched into one
  * transaction per call, and SQLite's busy timeout serialises writers of
  * different processes. Tables (docs/store.md):
- *   rows(tbl, key, doc, updated_ms)   the consolidated view, one state document per row
+ *   segs(id, data)                    the consolidated view: row state documents appended
+ *                                     in segments, found through an index in memory
+ *                                     (sqlite_rows.c)
  *   conflicts(id, ...)                one record per conflict, upserted by id
  *   progress(origin, part, pos, ...)  newest position processed per source partition
  *   inputs(input, fp, done, ...)      how far each input stream was read
@@ -30,7 +32,9 @@
  * Version 3 has the same tables; its row documents are binary (the engine
  * still reads the JSON documents of version 2, and rewrites a row in the new
  * form when it changes), so a sluice that knows only version 2 must not
- * open it. */
+ * open it. Version 4 keeps the documents in appended segments instead of
+ * one `rows` row each under a unique (tbl, key) index; opening a version-2
+ * or 3 file moves them over (sq_rows_migrate). */
 static const char schema_sql[] =
     /* row documents: appended in segments, indexed in memory (sqlite_rows.c) */
     SQ_ROWS_SCHEMA

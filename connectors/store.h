@@ -3,8 +3,8 @@
  *
  * What sluice must remember between runs:
  *  - the consolidated view: for every replicated row (table + canonical key
- *    JSON) one document, the row's state, which the engine serialises to JSON
- *    text and the store keeps as an opaque string (engine/rowstate.h says
+ *    JSON) one document, the row's state, which the engine encodes (binary;
+ *    JSON before schema 3) and the store keeps as opaque bytes (engine/rowstate.h says
  *    what is in it: the consolidated version, what each site was sent and
  *    acknowledged, the newest source position seen from each site, the
  *    images that serve as merge bases);
