@@ -20,7 +20,8 @@
 typedef struct topic_file {
     char *topic;
     int fd;
-    int group; /* in a write call, under the lock: its group of lines; -1 */
+    int group;           /* in a write call, under the lock: its group of lines; -1 */
+    pthread_mutex_t wmu; /* one write(2) series at a time on this file */
     struct topic_file *next;
 } topic_file;
 
@@ -105,6 +106,7 @@ static topic_file *topic_for(file_sink *fs, sl_str topic, sl_error *err)
     }
     tf = sl_xcalloc(1, sizeof(*tf));
     tf->group = -1;
+    pthread_mutex_init(&tf->wmu, NULL);
     tf->fd = fd;
     tf->topic = sl_xstrndup(topic.p, topic.len);
     tf->next = fs->buckets[h % NBUCKETS];
@@ -130,10 +132,12 @@ static int write_all(int fd, const char *p, size_t n, const char *what, sl_error
 }
 
 /* Lines are rendered per topic, then each topic's lines go out in one
- * write(2): whole lines reach the operating system together. Only finding
- * the files and the writes hold the lock; rendering (most of the work)
- * does not, so workers render at the same time. Files are never closed
- * while the sink lives, so their descriptors stay valid meanwhile. */
+ * write(2): whole lines reach the operating system together. Finding the
+ * files holds the sink's lock; each file's writes hold that file's own lock
+ * (a short write is followed by the rest before anyone else writes there),
+ * so workers render, and write different files, at the same time. Files
+ * are never closed while the sink lives, so their descriptors stay valid
+ * meanwhile. */
 static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
 {
     file_sink *fs = self;
@@ -168,10 +172,11 @@ static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
         sl_record_write_line(&recs[i], true, true, &g[gi[i]].lines);
         sl_buf_putc(&g[gi[i]].lines, '\n');
     }
-    pthread_mutex_lock(&fs->mu);
-    for (i = 0; i < ng && rc == 0; i++)
+    for (i = 0; i < ng && rc == 0; i++) {
+        pthread_mutex_lock(&g[i].tf->wmu);
         rc = write_all(g[i].tf->fd, g[i].lines.data, g[i].lines.len, g[i].tf->topic, err);
-    pthread_mutex_unlock(&fs->mu);
+        pthread_mutex_unlock(&g[i].tf->wmu);
+    }
 out:
     for (i = 0; i < ng; i++)
         sl_buf_free(&g[i].lines);
@@ -228,10 +233,12 @@ static void fsk_destroy(void *self)
         for (tf = fs->buckets[i]; tf; tf = next) {
             next = tf->next;
             close(tf->fd);
+            pthread_mutex_destroy(&tf->wmu);
             free(tf->topic);
             free(tf);
         }
     free(fs->out.topic);
+    pthread_mutex_destroy(&fs->out.wmu);
     pthread_mutex_destroy(&fs->mu);
     free(fs->dir);
     free(fs);
@@ -279,6 +286,7 @@ int sl_sink_open_files(sl_sink *sink, const char *dir, sl_error *err)
     fs->dir = strcmp(dir, "-") == 0 ? NULL : sl_xstrdup(dir);
     fs->out.fd = STDOUT_FILENO;
     fs->out.group = -1;
+    pthread_mutex_init(&fs->out.wmu, NULL);
     fs->out.topic = sl_xstrdup("stdout");
     sink->ops = &file_sink_ops;
     sink->self = fs;

@@ -168,6 +168,7 @@ typedef struct rentry {
     char key[];
 } rentry;
 
+#define HASH_MEMO     8      /* row hashes remembered per change */
 #define CACHE_BUCKETS 262144 /* half a cached row per bucket: each probe is a cache miss */
 #define CACHE_MAX     131072
 /* ... and at most about this many bytes of row state: rows that many sites
@@ -238,8 +239,11 @@ struct sl_proc {
 
     rentry **cache;
     size_t ncache, cache_bytes;
-    uint64_t h_all;  /* the change's row hash without a column selection ... */
-    bool h_all_ok;   /* ... once computed for the change in work */
+    /* the change's row hashes computed so far, per column selection
+     * (selections are interned: one pointer per distinct selection) */
+    const sl_colsel *hsel[HASH_MEMO];
+    uint64_t hval[HASH_MEMO];
+    int nh;
     sl_rowstate cur; /* the state of cur_e, decoded */
     rentry *cur_e;   /* NULL: cur holds nothing */
     sl_buf enc;
@@ -1066,17 +1070,30 @@ static sl_lua *lua_for(sl_proc *w, const sl_program *p, sl_buf *reason)
     return w->lua;
 }
 
-/* The hash of the change's row as a site with selection sel receives it.
- * Without a selection it is the same for every site: computed once. */
+/* A selection that keeps every column hashes like none: the compiler gives
+ * every site a selection, most of them that one. */
+static const sl_colsel *hash_sel(const sl_colsel *sel)
+{
+    return sel != NULL && sel->all && sel->ndrop == 0 ? NULL : sel;
+}
+
+/* The hash of the change's row as a site with selection sel receives it:
+ * computed once per distinct selection (sites mostly share one). */
 static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
 {
-    if (sel != NULL)
-        return sl_event_row_hash(&it->ev, sel, &w->hscratch);
-    if (!w->h_all_ok) {
-        w->h_all = sl_event_row_hash(&it->ev, NULL, &w->hscratch);
-        w->h_all_ok = true;
+    uint64_t h;
+    int i;
+
+    sel = hash_sel(sel);
+    for (i = 0; i < w->nh; i++)
+        if (w->hsel[i] == sel)
+            return w->hval[i];
+    h = sl_event_row_hash(&it->ev, sel, &w->hscratch);
+    if (w->nh < HASH_MEMO) {
+        w->hsel[w->nh] = sel;
+        w->hval[w->nh++] = h;
     }
-    return w->h_all;
+    return h;
 }
 
 /* Send version v (image text row; NULL: deleted) to the sites in to, and
@@ -1091,6 +1108,10 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
     bool deleted = rs->deleted;
     sl_error e;
     size_t d;
+
+    const sl_colsel *isel[HASH_MEMO];
+    uint64_t ival[HASH_MEMO];
+    int ni = 0, i;
 
     memset(&out, 0, sizeof(out));
     w->imgj.ntok = 0;
@@ -1121,8 +1142,23 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
             continue;
         }
         sl_siteset_add(&out, (int)d);
-        h = as_incoming ? in_hash(w, it, t->sel ? t->sel[d] : NULL)
-                        : sl_image_hash(&w->imgj, t->sel ? t->sel[d] : NULL, &w->hscratch);
+        if (as_incoming) {
+            h = in_hash(w, it, t->sel ? t->sel[d] : NULL);
+        } else {
+            const sl_colsel *sel = hash_sel(t->sel ? t->sel[d] : NULL);
+
+            for (i = 0; i < ni && isel[i] != sel; i++)
+                ;
+            if (i < ni) {
+                h = ival[i];
+            } else {
+                h = sl_image_hash(&w->imgj, sel, &w->hscratch);
+                if (ni < HASH_MEMO) {
+                    isel[ni] = sel;
+                    ival[ni++] = h;
+                }
+            }
+        }
         sl_rowstate_queue(st, rs->v, h);
     }
     if (siteset_empty(&out))
@@ -1259,7 +1295,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     vinfo vi;
     sl_outcome oc = SL_RES_INCOMING;
 
-    w->h_all_ok = false;
+    w->nh = 0;
     rs = state_get(w, it, err);
     if (rs == NULL)
         return -1;
