@@ -327,7 +327,7 @@ static void cur_flush(sl_proc *w)
         e->dlen = (uint32_t)w->enc.len;
     }
     memcpy(e->doc, w->enc.data, w->enc.len);
-    sl_rowstate_free(&w->cur);
+    sl_rowstate_clear(&w->cur);
     w->cur_e = NULL;
 }
 

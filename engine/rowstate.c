@@ -31,11 +31,13 @@ static void site_free(sl_rs_site *st)
     free(st->q);
 }
 
+/* Slots from nsites to capsites are zeroed, or keep the name and queue
+ * buffer of a site a previous row had (sl_rowstate_clear). */
 void sl_rowstate_free(sl_rowstate *s)
 {
     size_t i;
 
-    for (i = 0; i < s->nsites; i++)
+    for (i = 0; i < s->capsites; i++)
         site_free(&s->sites[i]);
     for (i = 0; i < s->nimgs; i++)
         free(s->imgs[i].row);
@@ -47,22 +49,76 @@ void sl_rowstate_free(sl_rowstate *s)
     memset(s, 0, sizeof(*s));
 }
 
-sl_rs_site *sl_rowstate_site(sl_rowstate *s, const char *name)
+void sl_rowstate_clear(sl_rowstate *s)
+{
+    sl_rs_site *sites = s->sites;
+    sl_rs_img *imgs = s->imgs;
+    size_t capsites = s->capsites, capimgs = s->capimgs, i;
+
+    for (i = 0; i < s->nsites; i++) {
+        free(sites[i].own);
+        free(sites[i].pos);
+        sites[i].own = sites[i].pos = NULL;
+    }
+    for (i = 0; i < s->nimgs; i++)
+        free(imgs[i].row);
+    free(s->writer);
+    free(s->pos);
+    free(s->row);
+    memset(s, 0, sizeof(*s));
+    s->sites = sites;
+    s->capsites = capsites;
+    s->imgs = imgs;
+    s->capimgs = capimgs;
+}
+
+static bool name_is(const char *have, const char *name, size_t len)
+{
+    return have && strncmp(have, name, len) == 0 && have[len] == '\0';
+}
+
+/* The site entry for the len bytes at name (no NUL among them). */
+static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
 {
     size_t i;
-    sl_rs_site *st;
+    sl_rs_site *st, kept;
 
     for (i = 0; i < s->nsites; i++)
-        if (strcmp(s->sites[i].name, name) == 0)
+        if (name_is(s->sites[i].name, name, len))
             return &s->sites[i];
     if (s->nsites == s->capsites) {
+        size_t old = s->capsites;
+
         s->capsites = s->capsites ? s->capsites * 2 : 4;
         s->sites = sl_xrealloc(s->sites, s->capsites * sizeof(*s->sites));
+        memset(s->sites + old, 0, (s->capsites - old) * sizeof(*s->sites));
+    }
+    /* a kept slot of this site's name goes next, with its buffers */
+    for (i = s->nsites; i < s->capsites; i++)
+        if (name_is(s->sites[i].name, name, len))
+            break;
+    if (i < s->capsites && i != s->nsites) {
+        kept = s->sites[s->nsites];
+        s->sites[s->nsites] = s->sites[i];
+        s->sites[i] = kept;
     }
     st = &s->sites[s->nsites++];
+    kept = *st;
     memset(st, 0, sizeof(*st));
-    st->name = sl_xstrdup(name);
+    st->q = kept.q;
+    st->capq = kept.capq;
+    if (name_is(kept.name, name, len)) {
+        st->name = kept.name;
+    } else {
+        free(kept.name);
+        st->name = sl_xstrndup(name, len);
+    }
     return st;
+}
+
+sl_rs_site *sl_rowstate_site(sl_rowstate *s, const char *name)
+{
+    return site_named(s, name, strlen(name));
 }
 
 int64_t sl_rowstate_will_hold(const sl_rs_site *st)
@@ -422,6 +478,23 @@ static uint64_t get_u64(dcur *c)
     return h;
 }
 
+/* An optional string in place: false for none (or past the end). */
+static bool get_view(dcur *c, const char **p, size_t *n)
+{
+    uint64_t u = get_uv(c);
+
+    if (u == 0 || c->bad)
+        return false;
+    if ((uint64_t)(c->end - c->p) < u - 1) {
+        c->bad = true;
+        return false;
+    }
+    *p = (const char *)c->p;
+    *n = (size_t)(u - 1);
+    c->p += u - 1;
+    return true;
+}
+
 /* A malloc'ed copy of an optional string (NULL for none). */
 static char *get_opt(dcur *c)
 {
@@ -481,18 +554,16 @@ static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
     s->row = get_opt(&c);
     n = get_count(&c);
     for (i = 0; i < n && !c.bad; i++) {
-        char *name = get_opt(&c);
+        const char *name;
+        size_t nlen;
         sl_rs_site *st;
 
-        if (name == NULL)
+        if (!get_view(&c, &name, &nlen) || memchr(name, '\0', nlen) != NULL)
             return bad(err, "site name");
         for (k = 0; k < s->nsites; k++)
-            if (strcmp(s->sites[k].name, name) == 0) {
-                free(name);
+            if (name_is(s->sites[k].name, name, nlen))
                 return bad(err, "a site twice");
-            }
-        st = sl_rowstate_site(s, name);
-        free(name);
+        st = site_named(s, name, nlen);
         st->pos = get_opt(&c);
         st->held = get_sv(&c);
         nq = get_count(&c);
@@ -588,10 +659,10 @@ int sl_rowstate_read(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
     sl_json j;
     int rc = -1, t, e, q;
 
-    sl_rowstate_free(s);
+    sl_rowstate_clear(s);
     if (len >= 2 && doc[0] == DOC_MAGIC0 && doc[1] == DOC_MAGIC1) {
         if (decode(s, doc, len, err) != 0) {
-            sl_rowstate_free(s);
+            sl_rowstate_clear(s);
             return -1;
         }
         return 0;

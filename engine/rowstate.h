@@ -81,6 +81,10 @@ typedef struct sl_rowstate {
 
 void sl_rowstate_init(sl_rowstate *s);
 void sl_rowstate_free(sl_rowstate *s);
+/* Empty s (as after init) for another row, keeping its arrays and each
+ * site slot's name and queue buffer for the sites that row has: a worker
+ * decodes one row after another into one state. */
+void sl_rowstate_clear(sl_rowstate *s);
 
 /* Parse a stored document into s (initialised; its old contents are
  * freed): the binary form, or the JSON of schema version 2. Returns 0, or

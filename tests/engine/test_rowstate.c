@@ -128,6 +128,67 @@ static void test_round_trip(void **state)
     sl_buf_free(&b2);
 }
 
+/* One state reused for row after row (sl_rowstate_clear, as a worker
+ * does): each row decodes exactly as into a new state, whatever sites, in
+ * whatever order, the rows before it had. */
+static void test_reuse(void **state)
+{
+    sl_rowstate full, small, t, fresh;
+    sl_buf bf = SL_BUF_INIT, bs = SL_BUF_INIT, out = SL_BUF_INIT;
+    sl_error err;
+    sl_rs_site *x;
+    int round;
+
+    (void)state;
+    full_state(&full);
+    sl_rowstate_encode(&full, &bf);
+    /* fewer sites, in another order, one of them new */
+    sl_rowstate_init(&small);
+    sl_rowstate_set_version(&small, 4, "store_02", 1, (sl_str){"07", 2}, false,
+                            (sl_str){"{\"id\":2}", 8}, 0x22);
+    x = sl_rowstate_site(&small, "store_02");
+    x->held = 4;
+    sl_rowstate_queue(sl_rowstate_site(&small, "store_09"), 4, 0x22);
+    sl_rowstate_encode(&small, &bs);
+
+    sl_rowstate_init(&t);
+    for (round = 0; round < 3; round++) {
+        assert_int_equal(sl_rowstate_read(&t, bf.data, bf.len, &err), 0);
+        assert_same_state(&full, &t);
+        sl_buf_reset(&out);
+        sl_rowstate_encode(&t, &out);
+        assert_int_equal(out.len, bf.len);
+        assert_memory_equal(out.data, bf.data, bf.len);
+
+        assert_int_equal(sl_rowstate_read(&t, bs.data, bs.len, &err), 0);
+        assert_same_state(&small, &t);
+        assert_int_equal(t.sites[0].lost, 0); /* nothing left from the row before */
+        assert_int_equal(t.sites[0].nacked, 0);
+        assert_null(t.sites[0].own);
+
+        /* a new row built on the cleared state: no site, no queue */
+        sl_rowstate_clear(&t);
+        sl_rowstate_init(&fresh);
+        assert_int_equal(t.nsites, 0);
+        assert_int_equal(t.v, 0);
+        x = sl_rowstate_site(&t, "store_01");
+        assert_int_equal(x->nq, 0);
+        assert_int_equal(x->held, 0);
+        assert_null(x->pos);
+        sl_rowstate_queue(x, 1, 0x33);
+        sl_rowstate_queue(sl_rowstate_site(&fresh, "store_01"), 1, 0x33);
+        assert_same_state(&fresh, &t);
+        sl_rowstate_free(&fresh);
+        sl_rowstate_clear(&t);
+    }
+    sl_rowstate_free(&t);
+    sl_rowstate_free(&full);
+    sl_rowstate_free(&small);
+    sl_buf_free(&bf);
+    sl_buf_free(&bs);
+    sl_buf_free(&out);
+}
+
 /* Smaller than the JSON it replaced: what the benchmark's row costs. */
 static void test_size(void **state)
 {
@@ -243,9 +304,8 @@ static void test_damaged(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_size),
-        cmocka_unit_test(test_json_v2),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_size),       cmocka_unit_test(test_json_v2),
         cmocka_unit_test(test_damaged),
     };
 
