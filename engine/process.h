@@ -110,6 +110,10 @@ void sl_proc_free(sl_proc *w);
 /* How long a deleted row's tombstone still makes a late change from a site
  * that had not seen the delete a conflict (ms of source time; default 7 days). */
 void sl_proc_set_tombstone_retention(sl_proc *w, int64_t ms);
+/* How many rows, and about how many bytes of their state, the worker's
+ * cache holds before it is cleared (0: the default, 131,072 rows and 24
+ * MiB). Tests make it small so that clearing happens all the time. */
+void sl_proc_set_cache_limit(sl_proc *w, size_t rows, size_t bytes);
 
 /* Stage B: appends output records to the proc's pending outputs. Returns 0,
  * or -1 when the metadata store failed (err filled; the engine stops). */

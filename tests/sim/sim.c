@@ -384,7 +384,7 @@ static void usage(FILE *f)
     fputs("usage: sim [--seed N | --seeds A..B] [--histories K] [--store URI] [--rules FILE]\n"
           "           [--trace] [--trace-all] [--keep-going] [--faults LIST] [--ops N]\n"
           "           [--held truth|spec] [--applier-quiet] [--applier-naive]\n"
-          "           [--scenario trivial]\n"
+          "           [--scenario trivial] [--cache-rows N]\n"
           "  --seed N          one history (its trace is printed when it fails)\n"
           "  --seeds A..B      histories A to B; stops at the first failure\n"
           "  --histories K     K histories from the first seed\n"
@@ -398,7 +398,10 @@ static void usage(FILE *f)
           "  --applier-quiet   the applier makes no CDC event when an upsert changes nothing\n"
           "  --applier-naive   the applier applies repeated deliveries too (by default it\n"
           "                    drops a sluice.version it applied already for the row)\n"
-          "  --scenario trivial  one insert at one site, no faults\n",
+          "  --scenario trivial  one insert at one site, no faults\n"
+          "  --cache-rows N    the hub's row cache holds N rows (default: the engine's);\n"
+          "                    small values clear it, keeping the rows changed since the\n"
+          "                    last store write, all the time\n",
           f);
 }
 
@@ -526,6 +529,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             i++;
+        } else if (strcmp(a, "--cache-rows") == 0 && v) {
+            R.o.cache_rows = (size_t)strtoull(v, NULL, 10);
+            i++;
         } else if (strcmp(a, "--applier-quiet") == 0) {
             R.o.applier_quiet = true;
         } else if (strcmp(a, "--applier-naive") == 0) {
@@ -618,6 +624,8 @@ int main(int argc, char **argv)
         sl_buf_puts(&replay_opts, " --applier-quiet");
     if (R.o.applier_naive)
         sl_buf_puts(&replay_opts, " --applier-naive");
+    if (R.o.cache_rows)
+        sl_buf_printf(&replay_opts, " --cache-rows %zu", R.o.cache_rows);
     sl_buf_puts(&replay_opts, "");
 
     /* a reader that goes away (| head) must not leave the store file behind */

@@ -208,6 +208,7 @@ typedef struct sim_opts {
     bool applier_quiet;   /* the applier makes no event when an upsert changes nothing */
     bool applier_naive;   /* the applier applies repeats of versions it applied already */
     int ops;              /* operations per history; 0: drawn from the seed */
+    size_t cache_rows;    /* the hub's row cache, in rows; 0: the engine's default */
     const char *scenario; /* NULL: random; "trivial": one insert at one site */
 } sim_opts;
 

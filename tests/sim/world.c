@@ -306,6 +306,7 @@ const char *sim_class_name(int c)
 void sim_hub_start(sim *S)
 {
     S->hub.w = sl_proc_new(S->st, S->sess);
+    sl_proc_set_cache_limit(S->hub.w, S->o->cache_rows, 0);
     S->hub.sent = 0;
 }
 
