@@ -3,7 +3,8 @@
 # `sluice run --store none` (no state) and `--store sqlite:...` (state, echo
 # and conflict checks), and with --mongo URI also `--store mongodb://...`.
 #
-#   tests/bench/state.sh [--rows N] [--updates N] [--threads N] [--runs N] [--mongo mongodb://HOST:PORT]
+#   tests/bench/state.sh [--rows N] [--updates N] [--threads N] [--runs N] [--out DIR]
+#                        [--mongo mongodb://HOST:PORT]
 #
 # Two workloads from one generated input (tests/bench/state_gen.py):
 #   distinct  the first N events: N distinct rows, each inserted once (the
@@ -16,6 +17,15 @@
 # the stateless run of the same workload, CPU seconds (user + system) and
 # peak RSS, and store requests per event. Builds sluice (Release) into
 # build-bench/. Not part of the test suite.
+#
+# The outputs (about 1.4 GB for the default distinct workload) go to a new
+# directory under --out DIR, by default /dev/shm (memory) when it exists:
+# with a store, every checkpoint makes the outputs durable (fdatasync) and
+# the run's time includes writing them all to disk, while the stateless
+# run leaves them in the page cache; on a disk the comparison then measures
+# the disk's write bandwidth rather than state and conflict checks. The
+# store's database is always on disk (next to this script's other files,
+# in a temporary directory under $TMPDIR or /tmp). See docs/performance.md.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +37,8 @@ updates=200000
 threads=$(nproc 2>/dev/null || echo 2)
 runs=1
 mongo=""
+outdir=/dev/shm
+[ -d "$outdir" ] && [ -w "$outdir" ] || outdir=${TMPDIR:-/tmp}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,7 +47,8 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --mongo) mongo=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --out) outdir=$2; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "state.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -52,18 +65,20 @@ if [ ! -s "$input" ] || [ "$here/state_gen.py" -nt "$input" ]; then
 fi
 events=$(wc -l <"$input")
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+out=$(mktemp -d "$outdir/sluice-state-out.XXXXXX")
+trap 'rm -rf "$work" "$out"' EXIT
 head -n "$rows" "$input" >"$work/distinct.jsonl"
 
 # One run of one store ($1) on one input ($2) of a workload ($3), run number
 # $4; prints "events_per_s requests cpu_s rss_mb".
 run_one() {
-    rm -rf "$work/out" "$work"/st.db*
+    rm -rf "$out/out" "$work"/st.db*
+    sync # the previous run's dirty pages are not this run's work
     uri=$1
     # a fresh database per MongoDB run
     [ "${uri#mongodb}" = "$uri" ] || uri="${uri%/}/sluice_bench_$$_$3_$4"
     /usr/bin/time -f "%U %S %M" -o "$work/time" "$build/sluice" run --quiet \
-        --threads "$threads" --input "$2" --output "$work/out" \
+        --threads "$threads" --input "$2" --output "$out/out" \
         --store "$uri" --stats "$work/stats.json" "$here/state.rules"
     python3 -c "
 import json
@@ -105,3 +120,6 @@ for wl in distinct mixed; do
     row $wl "$n" sqlite "$sq" "$nb"
     [ -z "$mongo" ] || row $wl "$n" mongodb "$mg" "$nb"
 done
+echo
+echo "Outputs under $outdir ($(df -P "$outdir" | awk 'NR == 2 { print $1 }')); load average" \
+    "$(cut -d' ' -f1-3 /proc/loadavg) after, on $(nproc) cores."
