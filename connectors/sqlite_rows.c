@@ -22,12 +22,15 @@
 
 #include "sqlite_rows.h"
 
-/* A segment is closed before an entry would take it past this many bytes:
- * with the row's own header it stays inside one 4 KiB B-tree page, so
- * reading one never follows an overflow chain. */
-#define SEG_BYTES 3800
-#define OFF_BITS  12
-#define MAX_SEG   (INT64_C(1) << 51)
+/* A segment is closed before an entry would take it past the page size
+ * less SEG_SLACK bytes: with the row's own header it stays inside one
+ * B-tree page (3,800 bytes of a 4 KiB page, 16,088 of the 16 KiB pages of
+ * a new file), so reading one never follows an overflow chain. An entry's
+ * offset in its segment has OFF_BITS bits in a location. */
+#define SEG_SLACK 296
+#define SEG_MIN   3800
+#define OFF_BITS  14
+#define MAX_SEG   (INT64_C(1) << (63 - OFF_BITS))
 /* Compaction starts when dead entries outnumber live ones and are at least
  * this many; each batch then reclaims about twice its own new entries. */
 #define COMPACT_MIN 4096
@@ -416,6 +419,24 @@ static uint64_t lookup(sq_rows *r, uint64_t h1, uint64_t h2)
 
 /* ---- sessions ----------------------------------------------------------------- */
 
+/* How full a segment of this file gets: the file's page size (4 KiB in
+ * files made before 16 KiB became the default) less SEG_SLACK. */
+static int seg_bytes(sqlite3 *db, size_t *out, sl_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    long long page = 0;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) != SQLITE_OK)
+        return sq_err(db, err, "page size");
+    if (sqlite3_step(st) == SQLITE_ROW)
+        page = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    *out = page - SEG_SLACK > SEG_MIN ? (size_t)(page - SEG_SLACK) : SEG_MIN;
+    if (*out >= (size_t)1 << OFF_BITS)
+        *out = ((size_t)1 << OFF_BITS) - SEG_SLACK;
+    return 0;
+}
+
 int sq_rows_sess_init(sq_rows_sess *s, sqlite3 *db, sl_error *err)
 {
     static const struct {
@@ -431,6 +452,8 @@ int sq_rows_sess_init(sq_rows_sess *s, sqlite3 *db, sl_error *err)
 
     memset(s, 0, sizeof(*s));
     s->db = db;
+    if (seg_bytes(db, &s->seg_bytes, err) != 0)
+        return -1;
     for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + stmts[i].off);
 
@@ -711,7 +734,7 @@ static int flush_seg(sq_rows_sess *s, sl_error *err)
 
 static int add_entry(sq_rows_sess *s, sl_str t, sl_str k, sl_str d, sl_error *err)
 {
-    if (s->seg.len > 0 && s->seg.len + entry_len(t, k, d) > SEG_BYTES && flush_seg(s, err) != 0)
+    if (s->seg.len > 0 && s->seg.len + entry_len(t, k, d) > s->seg_bytes && flush_seg(s, err) != 0)
         return -1;
     put_entry(&s->seg, t, k, d);
     return 0;

@@ -35,6 +35,7 @@ typedef struct sq_rows_sess {
     int64_t *gone; /* segments deleted in the open transaction */
     size_t ngone, capgone;
     int64_t next_id;
+    size_t seg_bytes; /* a segment closes before an entry takes it past this */
     sl_buf tmp;
 } sq_rows_sess;
 

@@ -1281,6 +1281,69 @@ static void test_sqlite_segments(void **state)
     unlink(path);
 }
 
+/* A new file gets 16 KiB pages and segments that fill one; a file made
+ * with 4 KiB pages (before that default) keeps them, and its segments stay
+ * within one of its pages. Either way no segment spills into overflow. */
+static void seg_sizes(const char *path, int page, long seg_max)
+{
+    char uri[600], v[64], doc[160], key[32];
+    sl_store st = {0};
+    sl_error err = {0};
+    sl_seen rows[100];
+    sl_buf got = SL_BUF_INIT;
+    sqlite3 *db;
+    void *s;
+    int i, batch;
+
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    assert_int_equal(sl_store_open(&st, uri, &err), 0);
+    s = st.ops->session_open(st.self, &err);
+    assert_non_null(s);
+    memset(doc, 'd', sizeof(doc) - 1);
+    doc[sizeof(doc) - 1] = '\0';
+    for (batch = 0; batch < 10; batch++) {
+        for (i = 0; i < 100; i++) {
+            snprintf(key, sizeof(key), "{\"id\":%d}", batch * 100 + i);
+            rows[i] = seen("central", "s.pg", strdup(key), "", "db", doc);
+        }
+        assert_int_equal(st.ops->seen_put(s, rows, 100, NULL, 0, &err), 0);
+        for (i = 0; i < 100; i++)
+            free((char *)rows[i].key.p);
+    }
+    assert_int_equal(st.ops->row_get(s, S("s.pg"), S("{\"id\":777}"), &got, &err), 1);
+    assert_int_equal(got.len, strlen(doc));
+    st.ops->session_close(s);
+    sl_store_destroy(&st);
+    sl_buf_free(&got);
+
+    db = open_current(path);
+    assert_int_equal(one_text(db, "PRAGMA page_size", v, sizeof(v)), 1);
+    assert_int_equal(atoi(v), page);
+    assert_int_equal(one_text(db, "SELECT max(length(data)) FROM segs", v, sizeof(v)), 1);
+    assert_true(atol(v) <= seg_max);
+    assert_true(atol(v) > seg_max - 200); /* filled: ~180-byte entries */
+    sqlite3_close(db);
+    unlink(path);
+}
+
+static void test_sqlite_page_size(void **state)
+{
+    char path[512];
+    sqlite3 *db;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/pg16.db", tmpdir);
+    unlink(path);
+    seg_sizes(path, 16384, 16384 - 296);
+
+    snprintf(path, sizeof(path), "%s/pg4.db", tmpdir);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, "PRAGMA page_size=4096; CREATE TABLE made_before(x)");
+    sqlite3_close(db);
+    seg_sizes(path, 4096, 4096 - 296);
+}
+
 /* Opening fails with a message a user can act on, and fast. */
 static void test_open_errors(void **state)
 {
@@ -1409,7 +1472,8 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest sqlite_tests[] = {
         CONTRACT(SQLITE_TEST) cmocka_unit_test(test_sqlite_migrate),
-        cmocka_unit_test(test_sqlite_migrate_v3), cmocka_unit_test(test_sqlite_segments)};
+        cmocka_unit_test(test_sqlite_migrate_v3), cmocka_unit_test(test_sqlite_segments),
+        cmocka_unit_test(test_sqlite_page_size)};
     const struct CMUnitTest mongo_tests[] = {CONTRACT(MONGO_TEST)};
     const struct CMUnitTest open_tests[] = {cmocka_unit_test(test_open_errors)};
     const char *tmp = getenv("TMPDIR");
