@@ -1181,7 +1181,7 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
     bool deleted = rs->deleted;
     sl_error e;
     size_t d;
-
+    /* the image's hashes per selection, as in_hash keeps the change's */
     const sl_colsel *isel[HASH_MEMO];
     uint64_t ival[HASH_MEMO];
     int ni = 0, i;
