@@ -18,6 +18,8 @@
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,10 +58,26 @@ static void mg_log_quiet(mongoc_log_level_t level, const char *domain, const cha
 {
 }
 
+/* libmongoc keeps counters in a shared-memory file named after the process
+ * (/dev/shm/mongoc-PID), made when the library is initialised (by the
+ * library itself before main, in Debian's build) and removed only by
+ * mongoc_cleanup. A process killed with -9 leaves it behind, and a later
+ * process given the same pid finds it and prints "Falling back to malloc
+ * for counters" on stderr. The counters stay mapped; only the name goes,
+ * as soon as the process starts. */
+void sl_store_forget_shm(void)
+{
+    char name[32];
+
+    snprintf(name, sizeof(name), "/mongoc-%u", (unsigned)getpid());
+    (void)shm_unlink(name);
+}
+
 static void mg_init(void)
 {
     mongoc_init();
     mongoc_log_set_handler(mg_log_quiet, NULL);
+    sl_store_forget_shm(); /* when the library waited for mongoc_init */
 }
 
 static int64_t now_ms(void)

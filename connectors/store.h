@@ -135,6 +135,11 @@ typedef struct sl_store {
  * nothing is remembered; every run processes everything). */
 int sl_store_open(sl_store *st, const char *uri, sl_error *err);
 
+/* Remove the name of libmongoc's shared-memory counters file of this
+ * process (/dev/shm/mongoc-PID; connectors/mongo_store.c says why). Called
+ * first thing by the command line; harmless when there is none. */
+void sl_store_forget_shm(void);
+
 static inline void sl_store_destroy(sl_store *st)
 {
     if (st->ops)

@@ -1066,6 +1066,7 @@ int sl_cli_main(int argc, char **argv)
 {
     const char *cmd;
 
+    sl_store_forget_shm();
     if (argc < 2) {
         fputs(usage_text, stderr);
         return 2;

@@ -853,6 +853,39 @@ static void test_sighup_reload(void **state)
     }
 }
 
+/* A running sluice leaves no /dev/shm/mongoc-PID behind, even when killed
+ * with -9: libmongoc makes that counters file when it initialises (before
+ * main), and a later process given the same pid would find it and print a
+ * warning. */
+static void test_no_shm_leftover(void **state)
+{
+    char shm[64];
+    pid_t pid;
+    int fd, st;
+
+    (void)state;
+    write_file(path("shm.rules"), "site central hub;\nsite store_01;\n"
+                                  "table public.items { key (id); route central -> store_01; }\n");
+    assert_int_equal(mkfifo(path("shmfifo"), 0600), 0);
+    pid = fork();
+    if (pid == 0) {
+        execl(bin, bin, "run", "--store", "none", "--input", path("shmfifo"), "--output",
+              path("shmout"), path("shm.rules"), (char *)NULL);
+        _exit(127);
+    }
+    fd = open(path("shmfifo"), O_WRONLY);
+    assert_true(fd >= 0);
+    feed(fd, 0, 10);
+    assert_true(wait_for(has_lines, path("shmout/sluice.store_01.public.items.jsonl"), 10));
+    snprintf(shm, sizeof(shm), "/dev/shm/mongoc-%u", (unsigned)pid);
+    assert_int_not_equal(access(shm, F_OK), 0);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    close(fd);
+    assert_true(WIFSIGNALED(st));
+    assert_int_not_equal(access(shm, F_OK), 0);
+}
+
 /* ---- the command line -------------------------------------------------------- */
 
 /* ---- the consolidated view through the binary: echoes, conflicts, strategies -- */
@@ -1161,6 +1194,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_drains),
         cmocka_unit_test(test_kill9_loses_nothing),
         cmocka_unit_test(test_sighup_reload),
+        cmocka_unit_test(test_no_shm_leftover),
         cmocka_unit_test(test_conflicts),
         cmocka_unit_test(test_cli),
     };
