@@ -80,7 +80,7 @@ typedef struct sq_store {
     pthread_t ckpt;
     bool ckpt_running, ckpt_stop;
     int ckpt_pages; /* WAL pages at the last commit */
-    int ckpt_at;    /* ... that wake the checkpointer: CKPT_BYTES of the file's pages */
+    int ckpt_at;    /* WAL pages that wake the checkpointer: CKPT_BYTES of them */
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
 } sq_store;
@@ -155,9 +155,9 @@ static int open_db(const char *path, sqlite3 **out, sl_error *err)
     }
     sqlite3_busy_timeout(db, 60000);
     /* A new file gets 16 KiB pages (SQLite's default is 4 KiB): a quarter of
-     * the pages, log frames and B-tree cells for the same documents, about a
-     * tenth of the state benchmark's CPU (docs/performance.md). A file that
-     * exists keeps its page size; the pragma does nothing there. */
+     * the pages, log frames and B-tree cells for the same documents, about 8%
+     * of the state benchmark's CPU (docs/performance.md). A file that exists
+     * keeps its page size; the pragma does nothing there. */
     if (sqlite3_exec(db,
                      "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
                      "PRAGMA cache_size=-16384; "
