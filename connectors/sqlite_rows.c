@@ -419,22 +419,26 @@ static uint64_t lookup(sq_rows *r, uint64_t h1, uint64_t h2)
 
 /* ---- sessions ----------------------------------------------------------------- */
 
-/* How full a segment of this file gets: the file's page size (4 KiB in
- * files made before 16 KiB became the default) less SEG_SLACK. */
-static int seg_bytes(sqlite3 *db, size_t *out, sl_error *err)
+int sq_page_size(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    long long page = 0;
+    int n = 0;
 
-    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) != SQLITE_OK)
-        return sq_err(db, err, "page size");
-    if (sqlite3_step(st) == SQLITE_ROW)
-        page = sqlite3_column_int64(st, 0);
+    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    *out = page - SEG_SLACK > SEG_MIN ? (size_t)(page - SEG_SLACK) : SEG_MIN;
-    if (*out >= (size_t)1 << OFF_BITS)
-        *out = ((size_t)1 << OFF_BITS) - SEG_SLACK;
-    return 0;
+    return n >= 512 ? n : 4096;
+}
+
+/* How full a segment of this file gets: the file's page size (4 KiB in
+ * files made before 16 KiB became the default) less SEG_SLACK. */
+static size_t seg_bytes(sqlite3 *db)
+{
+    int page = sq_page_size(db);
+    size_t n = page - SEG_SLACK > SEG_MIN ? (size_t)(page - SEG_SLACK) : SEG_MIN;
+
+    return n < (size_t)1 << OFF_BITS ? n : ((size_t)1 << OFF_BITS) - SEG_SLACK;
 }
 
 int sq_rows_sess_init(sq_rows_sess *s, sqlite3 *db, sl_error *err)
@@ -452,8 +456,7 @@ int sq_rows_sess_init(sq_rows_sess *s, sqlite3 *db, sl_error *err)
 
     memset(s, 0, sizeof(*s));
     s->db = db;
-    if (seg_bytes(db, &s->seg_bytes, err) != 0)
-        return -1;
+    s->seg_bytes = seg_bytes(db);
     for (i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)s + stmts[i].off);
 

@@ -42,6 +42,9 @@ typedef struct sq_rows_sess {
 sq_rows *sq_rows_new(void);
 void sq_rows_free(sq_rows *r);
 
+/* The file's page size (4096 when it cannot be read). */
+int sq_page_size(sqlite3 *db);
+
 int sq_rows_sess_init(sq_rows_sess *s, sqlite3 *db, sl_error *err);
 void sq_rows_sess_free(sq_rows_sess *s);
 

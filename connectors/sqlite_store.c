@@ -171,19 +171,6 @@ static int open_db(const char *path, sqlite3 **out, sl_error *err)
     return 0;
 }
 
-/* The file's page size (4096 when it cannot be read). */
-static int page_size(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-    int n = 0;
-
-    if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return n >= 512 ? n : 4096;
-}
-
 /* The schema version recorded in meta: 0 for a new file, -1 on error. */
 static int schema_version(sqlite3 *db, sl_error *err)
 {
@@ -735,7 +722,7 @@ int sl_sqlite_store_open(sl_store *out, const char *path, sl_error *err)
         return -1;
     }
     st = sl_xcalloc(1, sizeof(*st));
-    st->ckpt_at = CKPT_BYTES / page_size(db);
+    st->ckpt_at = CKPT_BYTES / sq_page_size(db);
     sqlite3_close(db);
     st->path = sl_xstrdup(path);
     st->rows = sq_rows_new();

@@ -157,6 +157,8 @@ static void item_decode_event(sl_item *it, const sl_program *p)
  * the document the store receives after each change (through the seen
  * set) is already made. The row being worked on is decoded into the
  * worker's `cur` and encoded back when the worker moves to another row. */
+#define HASH_MEMO 8 /* row hashes remembered per row */
+
 typedef struct rentry {
     struct rentry *next;
     struct rentry *dnext; /* the dirty list */
@@ -167,6 +169,14 @@ typedef struct rentry {
     char *doc;           /* sl_rowstate_encode; NULL: no state yet (a new row) */
     char key[];
 } rentry;
+
+/* Row hashes already computed for one row, per column selection
+ * (selections are interned: one pointer per distinct selection). */
+typedef struct hash_memo {
+    const sl_colsel *sel[HASH_MEMO];
+    uint64_t val[HASH_MEMO];
+    int n;
+} hash_memo;
 
 /* Cache entries and their documents come from chunks that are freed
  * together when the cache is cleared: a row costs a pointer bump instead of
@@ -179,7 +189,6 @@ typedef struct slab_chunk {
 
 #define SLAB_CHUNK (1u << 20)
 
-#define HASH_MEMO     8      /* row hashes remembered per change */
 #define CACHE_BUCKETS 262144 /* half a cached row per bucket: each probe is a cache miss */
 #define CACHE_MAX     131072
 /* ... and at most about this many bytes of row state: rows that many sites
@@ -253,13 +262,9 @@ struct sl_proc {
     slab_chunk *slab;  /* the cache's memory, newest chunk first */
     slab_chunk *spare; /* chunks of the cache before the last clear, for reuse */
     size_t slab_bytes; /* handed out from it, documents replaced since included */
-    /* the change's row hashes computed so far, per column selection
-     * (selections are interned: one pointer per distinct selection) */
-    const sl_colsel *hsel[HASH_MEMO];
-    uint64_t hval[HASH_MEMO];
-    int nh;
-    sl_rowstate cur; /* the state of cur_e, decoded */
-    rentry *cur_e;   /* NULL: cur holds nothing */
+    hash_memo in_h;    /* the change's row hashes computed so far */
+    sl_rowstate cur;   /* the state of cur_e, decoded */
+    rentry *cur_e;     /* NULL: cur holds nothing */
     sl_buf enc;
     rentry *dirty;   /* rows whose document goes out with the next reset */
     uint64_t *known; /* open addressing, 0 = empty */
@@ -1150,22 +1155,35 @@ static const sl_colsel *hash_sel(const sl_colsel *sel)
     return sel != NULL && sel->all && sel->ndrop == 0 ? NULL : sel;
 }
 
+static bool memo_get(const hash_memo *m, const sl_colsel *sel, uint64_t *h)
+{
+    int i;
+
+    for (i = 0; i < m->n; i++)
+        if (m->sel[i] == sel) {
+            *h = m->val[i];
+            return true;
+        }
+    return false;
+}
+
+static void memo_put(hash_memo *m, const sl_colsel *sel, uint64_t h)
+{
+    if (m->n < HASH_MEMO) {
+        m->sel[m->n] = sel;
+        m->val[m->n++] = h;
+    }
+}
+
 /* The hash of the change's row as a site with selection sel receives it:
  * computed once per distinct selection (sites mostly share one). */
 static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
 {
     uint64_t h;
-    int i;
 
     sel = hash_sel(sel);
-    for (i = 0; i < w->nh; i++)
-        if (w->hsel[i] == sel)
-            return w->hval[i];
-    h = sl_event_row_hash(&it->ev, sel, &w->hscratch);
-    if (w->nh < HASH_MEMO) {
-        w->hsel[w->nh] = sel;
-        w->hval[w->nh++] = h;
-    }
+    if (!memo_get(&w->in_h, sel, &h))
+        memo_put(&w->in_h, sel, h = sl_event_row_hash(&it->ev, sel, &w->hscratch));
     return h;
 }
 
@@ -1181,10 +1199,7 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
     bool deleted = rs->deleted;
     sl_error e;
     size_t d;
-    /* the image's hashes per selection, as in_hash keeps the change's */
-    const sl_colsel *isel[HASH_MEMO];
-    uint64_t ival[HASH_MEMO];
-    int ni = 0, i;
+    hash_memo img_h = {{NULL}, {0}, 0}; /* the image's hashes, as in_hash keeps the change's */
 
     memset(&out, 0, sizeof(out));
     w->imgj.ntok = 0;
@@ -1220,17 +1235,8 @@ static void send_version(sl_proc *w, sl_item *it, sl_rowstate *rs, const sl_site
         } else {
             const sl_colsel *sel = hash_sel(t->sel ? t->sel[d] : NULL);
 
-            for (i = 0; i < ni && isel[i] != sel; i++)
-                ;
-            if (i < ni) {
-                h = ival[i];
-            } else {
-                h = sl_image_hash(&w->imgj, sel, &w->hscratch);
-                if (ni < HASH_MEMO) {
-                    isel[ni] = sel;
-                    ival[ni++] = h;
-                }
-            }
+            if (!memo_get(&img_h, sel, &h))
+                memo_put(&img_h, sel, h = sl_image_hash(&w->imgj, sel, &w->hscratch));
         }
         sl_rowstate_queue(st, rs->v, h);
     }
@@ -1368,7 +1374,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
     vinfo vi;
     sl_outcome oc = SL_RES_INCOMING;
 
-    w->nh = 0;
+    w->in_h.n = 0;
     rs = state_get(w, it, err);
     if (rs == NULL)
         return -1;
