@@ -148,8 +148,9 @@ bool sl_colsel_keeps(const sl_colsel *sel, const char *name, size_t len);
 
 /* The change's row image (after; nothing for a delete) as canonical compact
  * JSON object text appended to out: 1, or 0 when there is none. Flattened
- * records lose their "__" fields. */
-int sl_event_row_image(const sl_event *ev, sl_buf *out);
+ * records lose their "__" fields. With hash, also its content hash, the
+ * one sl_event_row_hash gives for all columns: both come from one pass. */
+int sl_event_row_image(const sl_event *ev, sl_buf *out, uint64_t *hash);
 /* Content hash of the change's row image restricted to the columns sel
  * keeps (NULL: all), independent of column order and JSON spacing or
  * escaping; SL_EVENT_HASH_DELETED when the change has no image. */

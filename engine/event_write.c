@@ -409,6 +409,8 @@ out:
 
 /* ---- row images and versions (the consolidated view) -------------------------- */
 
+#define ROW_HASH_START 0x51ce5a17ULL /* row_hash of a row without columns */
+
 /* The row object of a change: after, or for a delete before (NULL when absent). */
 static int image_tok(const sl_event *ev)
 {
@@ -417,29 +419,40 @@ static int image_tok(const sl_event *ev)
     return ev->has_after ? ev->t_after : -1;
 }
 
-int sl_event_row_image(const sl_event *ev, sl_buf *out)
+int sl_event_row_image(const sl_event *ev, sl_buf *out, uint64_t *hash)
 {
     wctx w = {&ev->v, out, SL_BUF_INIT, true, false};
     int obj = image_tok(ev), k;
     bool first = true;
+    uint64_t sum = ROW_HASH_START;
 
-    if (obj < 0)
+    if (obj < 0) {
+        if (hash)
+            *hash = SL_EVENT_HASH_DELETED;
         return 0;
+    }
     sl_buf_putc(out, '{');
     for (k = sl_json_first(w.j, obj); k >= 0; k = sl_json_next_member(w.j, k)) {
         sl_str name = name_of(&w, k);
+        size_t at;
 
         if (ev->flattened && is_meta(name))
             continue;
         if (!first)
             sl_buf_putc(out, ',');
         first = false;
+        /* the member's bytes are the ones row_hash hashes for it */
+        at = out->len;
         put_string(&w, k);
         sl_buf_putc(out, ':');
         put_compact(&w, k + 1);
+        if (hash)
+            sum += sl_mix64(sl_hash64(out->data + at, out->len - at, SL_HASH_SEED));
     }
     sl_buf_putc(out, '}');
     sl_buf_free(&w.tmp);
+    if (hash)
+        *hash = sum;
     return 1;
 }
 
@@ -453,7 +466,7 @@ static uint64_t row_hash(const sl_json *j, int obj, const sl_colsel *sel, bool f
                          sl_buf *scratch)
 {
     wctx w = {j, scratch, SL_BUF_INIT, true, false};
-    uint64_t sum = 0x51ce5a17ULL;
+    uint64_t sum = ROW_HASH_START;
     int k;
 
     for (k = sl_json_first(j, obj); k >= 0; k = sl_json_next_member(j, k)) {

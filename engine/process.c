@@ -1176,14 +1176,25 @@ static void memo_put(hash_memo *m, const sl_colsel *sel, uint64_t h)
 }
 
 /* The hash of the change's row as a site with selection sel receives it:
- * computed once per distinct selection (sites mostly share one). */
+ * computed once per distinct selection (sites mostly share one). The hash
+ * of all columns comes with the row image, left in w->img: after this
+ * returns for sel NULL, w->img holds the change's image (the call that put
+ * the hash in the memo wrote it, and nothing else writes w->img before
+ * proc_stateful is done with the change). */
 static uint64_t in_hash(sl_proc *w, sl_item *it, const sl_colsel *sel)
 {
     uint64_t h;
 
     sel = hash_sel(sel);
-    if (!memo_get(&w->in_h, sel, &h))
-        memo_put(&w->in_h, sel, h = sl_event_row_hash(&it->ev, sel, &w->hscratch));
+    if (memo_get(&w->in_h, sel, &h))
+        return h;
+    if (sel == NULL) {
+        sl_buf_reset(&w->img);
+        (void)sl_event_row_image(&it->ev, &w->img, &h);
+    } else {
+        h = sl_event_row_hash(&it->ev, sel, &w->hscratch);
+    }
+    memo_put(&w->in_h, sel, h);
     return h;
 }
 
@@ -1507,8 +1518,7 @@ static int proc_stateful(sl_proc *w, sl_item *it, sl_error *err)
         conflict = false; /* the tombstone expired: a new row */
     sl_buf_reset(&w->merged);
     sl_buf_reset(&w->reason);
-    sl_buf_reset(&w->img);
-    sl_event_row_image(ev, &w->img);
+    /* w->img holds the change's row image since h_full (in_hash) */
     if (conflict) {
         sl_side base = {NULL, 0, NULL}, cur = {rs->deleted ? NULL : rs->row, rs->ts, rs->writer};
         sl_side in = {in_del ? NULL : w->img.data, in_ts, origin};

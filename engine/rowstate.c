@@ -72,9 +72,9 @@ void sl_rowstate_clear(sl_rowstate *s)
     s->capimgs = capimgs;
 }
 
-static bool name_is(const char *have, const char *name, size_t len)
+static bool name_is(const sl_rs_site *st, const char *name, size_t len)
 {
-    return have && strncmp(have, name, len) == 0 && have[len] == '\0';
+    return st->name && st->nlen == len && memcmp(st->name, name, len) == 0;
 }
 
 /* The site entry for the len bytes at name (no NUL among them). */
@@ -84,7 +84,7 @@ static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
     sl_rs_site *st, kept;
 
     for (i = 0; i < s->nsites; i++)
-        if (name_is(s->sites[i].name, name, len))
+        if (name_is(&s->sites[i], name, len))
             return &s->sites[i];
     if (s->nsites == s->capsites) {
         size_t old = s->capsites;
@@ -95,7 +95,7 @@ static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
     }
     /* a kept slot of this site's name goes next, with its buffers */
     for (i = s->nsites; i < s->capsites; i++)
-        if (name_is(s->sites[i].name, name, len))
+        if (name_is(&s->sites[i], name, len))
             break;
     if (i < s->capsites && i != s->nsites) {
         kept = s->sites[s->nsites];
@@ -107,12 +107,13 @@ static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
     memset(st, 0, sizeof(*st));
     st->q = kept.q;
     st->capq = kept.capq;
-    if (name_is(kept.name, name, len)) {
+    if (name_is(&kept, name, len)) {
         st->name = kept.name;
     } else {
         free(kept.name);
         st->name = sl_xstrndup(name, len);
     }
+    st->nlen = len;
     return st;
 }
 
@@ -268,87 +269,117 @@ static int bad(sl_error *err, const char *what)
 #define DOC_VERSION 3
 #define DOC_DELETED 1
 
-static void put_uv(sl_buf *b, uint64_t u)
-{
-    char tmp[10];
-    size_t n = 0;
+/* The encoder reserves room for the whole document once (encode_room)
+ * and writes through a cursor: a document is a few dozen fields of a few
+ * bytes each, and an append call per field cost more than the fields. */
+#define UV_MAX 10 /* bytes of the longest varint */
 
+static size_t opt_room(const char *s)
+{
+    return UV_MAX + (s ? strlen(s) : 0);
+}
+
+static char *put_uv(char *o, uint64_t u)
+{
     while (u >= 0x80) {
-        tmp[n++] = (char)(u | 0x80);
+        *o++ = (char)(u | 0x80);
         u >>= 7;
     }
-    tmp[n++] = (char)u;
-    sl_buf_append(b, tmp, n);
+    *o++ = (char)u;
+    return o;
 }
 
-static void put_sv(sl_buf *b, int64_t v)
+static char *put_sv(char *o, int64_t v)
 {
-    put_uv(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+    return put_uv(o, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
 }
 
-static void put_u64(sl_buf *b, uint64_t h)
+static char *put_u64(char *o, uint64_t h)
 {
-    char tmp[8];
     int i;
 
     for (i = 0; i < 8; i++, h >>= 8)
-        tmp[i] = (char)(h & 0xff);
-    sl_buf_append(b, tmp, sizeof(tmp));
+        *o++ = (char)(h & 0xff);
+    return o;
 }
 
-static void put_opt(sl_buf *b, const char *s)
+static char *put_opt(char *o, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
 
-    put_uv(b, s ? n + 1 : 0);
-    sl_buf_append(b, s ? s : "", n);
+    o = put_uv(o, s ? n + 1 : 0);
+    if (n)
+        memcpy(o, s, n);
+    return o + n;
 }
 
-static void put_sent(sl_buf *b, const sl_rs_sent *e, uint64_t row_hash)
+static char *put_sent(char *o, const sl_rs_sent *e, uint64_t row_hash)
 {
     bool same = e->hash == row_hash;
 
-    put_uv(b, ((uint64_t)e->v << 1) | same);
-    if (!same)
-        put_u64(b, e->hash);
+    o = put_uv(o, ((uint64_t)e->v << 1) | same);
+    return same ? o : put_u64(o, e->hash);
+}
+
+/* At least the bytes sl_rowstate_encode writes for s. */
+static size_t encode_room(const sl_rowstate *s)
+{
+    size_t n = 4 + 4 * UV_MAX + 8, i; /* magic, flags; v ts nsites nimgs; hash */
+
+    n += opt_room(s->writer) + opt_room(s->pos) + opt_room(s->deleted ? NULL : s->row);
+    for (i = 0; i < s->nsites; i++) {
+        const sl_rs_site *st = &s->sites[i];
+
+        n += opt_room(st->name) + opt_room(st->pos) + 4 * UV_MAX;
+        n += opt_room(st->held == SL_HELD_OWN ? st->own : NULL);
+        n += (st->nq + st->nacked) * (UV_MAX + 8);
+    }
+    for (i = 0; i < s->nimgs; i++)
+        n += UV_MAX + 1 + opt_room(s->imgs[i].row);
+    return n;
 }
 
 void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
 {
     size_t i, k;
+    char *o;
 
-    sl_buf_putc(out, DOC_MAGIC0);
-    sl_buf_putc(out, DOC_MAGIC1);
-    sl_buf_putc(out, DOC_VERSION);
-    sl_buf_putc(out, s->deleted ? DOC_DELETED : 0);
-    put_uv(out, (uint64_t)s->v);
-    put_sv(out, s->ts);
-    put_u64(out, s->hash);
-    put_opt(out, s->writer);
-    put_opt(out, s->pos);
-    put_opt(out, s->deleted ? NULL : s->row);
-    put_uv(out, s->nsites);
+    sl_buf_reserve(out, encode_room(s));
+    o = out->data + out->len;
+    *o++ = DOC_MAGIC0;
+    *o++ = DOC_MAGIC1;
+    *o++ = DOC_VERSION;
+    *o++ = s->deleted ? DOC_DELETED : 0;
+    o = put_uv(o, (uint64_t)s->v);
+    o = put_sv(o, s->ts);
+    o = put_u64(o, s->hash);
+    o = put_opt(o, s->writer);
+    o = put_opt(o, s->pos);
+    o = put_opt(o, s->deleted ? NULL : s->row);
+    o = put_uv(o, s->nsites);
     for (i = 0; i < s->nsites; i++) {
         const sl_rs_site *st = &s->sites[i];
 
-        put_opt(out, st->name);
-        put_opt(out, st->pos);
-        put_sv(out, st->held);
-        put_uv(out, st->nq);
+        o = put_opt(o, st->name);
+        o = put_opt(o, st->pos);
+        o = put_sv(o, st->held);
+        o = put_uv(o, st->nq);
         for (k = 0; k < st->nq; k++)
-            put_sent(out, &st->q[k], s->hash);
-        put_uv(out, (uint64_t)st->lost);
-        put_opt(out, st->held == SL_HELD_OWN ? st->own : NULL);
-        put_uv(out, st->nacked);
+            o = put_sent(o, &st->q[k], s->hash);
+        o = put_uv(o, (uint64_t)st->lost);
+        o = put_opt(o, st->held == SL_HELD_OWN ? st->own : NULL);
+        o = put_uv(o, st->nacked);
         for (k = 0; k < st->nacked; k++)
-            put_sent(out, &st->acked[k], s->hash);
+            o = put_sent(o, &st->acked[k], s->hash);
     }
-    put_uv(out, s->nimgs);
+    o = put_uv(o, s->nimgs);
     for (i = 0; i < s->nimgs; i++) {
-        put_uv(out, (uint64_t)s->imgs[i].v);
-        sl_buf_putc(out, s->imgs[i].deleted ? 1 : 0);
-        put_opt(out, s->imgs[i].row);
+        o = put_uv(o, (uint64_t)s->imgs[i].v);
+        *o++ = s->imgs[i].deleted ? 1 : 0;
+        o = put_opt(o, s->imgs[i].row);
     }
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
 }
 
 /* ---- the state as JSON, for people (`sluice rows`) --------------------------- */
@@ -561,7 +592,7 @@ static int decode(sl_rowstate *s, const char *doc, size_t len, sl_error *err)
         if (!get_view(&c, &name, &nlen) || memchr(name, '\0', nlen) != NULL)
             return bad(err, "site name");
         for (k = 0; k < s->nsites; k++)
-            if (name_is(s->sites[k].name, name, nlen))
+            if (name_is(&s->sites[k], name, nlen))
                 return bad(err, "a site twice");
         st = site_named(s, name, nlen);
         st->pos = get_opt(&c);

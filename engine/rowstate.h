@@ -41,7 +41,8 @@ typedef struct sl_rs_sent {
 
 typedef struct sl_rs_site {
     char *name;
-    char *pos; /* newest source position seen from the site; NULL: none */
+    size_t nlen; /* strlen(name) */
+    char *pos;   /* newest source position seen from the site; NULL: none */
     int64_t held;
     sl_rs_sent *q; /* sent, not acknowledged, oldest first */
     size_t nq, capq;
