@@ -131,9 +131,7 @@ void sl_buf_json_str(sl_buf *b, const char *s, size_t n)
         size_t ul;
 
         /* copy the longest run of bytes that need no escaping */
-        run = i;
-        while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
-            run++;
+        run = i + sl_json_plain(p + i, n - i);
         if (run > i) {
             sl_buf_append(b, p + i, run - i);
             i = run;

@@ -51,6 +51,35 @@ static inline void sl_buf_putc(sl_buf *b, char c)
     b->data[b->len] = '\0';
 }
 
+/* How many of the n bytes at p, from the first, can stand in a JSON string
+ * as they are: printable ASCII other than '"' and '\\'. Eight bytes at a
+ * time where words are little-endian: there the lowest flagged byte is
+ * exactly the first that cannot (the subtractions borrow only upward, from
+ * a byte that is flagged itself). */
+static inline size_t sl_json_plain(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+
+    for (; n - i >= 8; i += 8) {
+        uint64_t x, q, b, m;
+
+        __builtin_memcpy(&x, p + i, 8);
+        q = x ^ (ones * '"');
+        b = x ^ (ones * '\\');
+        /* a zero byte of q or b; a byte below 0x20; a byte from 0x80 */
+        m = (((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x) & highs;
+        if (m)
+            return i + (size_t)(__builtin_ctzll(m) >> 3);
+    }
+#endif
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
+        i++;
+    return i;
+}
+
 void sl_buf_puts(sl_buf *b, const char *s);
 void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s (n bytes) as a JSON string literal, quotes included. Bytes that

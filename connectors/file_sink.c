@@ -131,6 +131,17 @@ static int write_all(int fd, const char *p, size_t n, const char *what, sl_error
     return 0;
 }
 
+/* About the bytes of rec's line (sl_record_write_line): its parts and
+ * their punctuation; escapes can make it longer (the buffer then grows). */
+static size_t line_room(const sl_record *rec)
+{
+    size_t n = 64 + rec->topic.len + rec->key_len + rec->value_len, h;
+
+    for (h = 0; h < rec->nheaders; h++)
+        n += 8 + rec->headers[h].name.len + rec->headers[h].value.len;
+    return n;
+}
+
 /* Lines are rendered per topic, then each topic's lines go out in one
  * write(2): whole lines reach the operating system together. Finding the
  * files holds the sink's lock; each file's writes hold that file's own lock
@@ -144,6 +155,7 @@ static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
     struct group {
         topic_file *tf;
         sl_buf lines;
+        size_t need; /* about the bytes of its lines: reserved once */
     } *g = sl_xcalloc(n ? n : 1, sizeof(*g));
     size_t *gi = sl_xmalloc((n ? n : 1) * sizeof(*gi));
     size_t i, ng = 0;
@@ -168,6 +180,10 @@ static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
     pthread_mutex_unlock(&fs->mu);
     if (rc != 0)
         goto out;
+    for (i = 0; i < n; i++)
+        g[gi[i]].need += line_room(&recs[i]);
+    for (i = 0; i < ng; i++)
+        sl_buf_reserve(&g[i].lines, g[i].need);
     for (i = 0; i < n; i++) {
         sl_record_write_line(&recs[i], true, true, &g[gi[i]].lines);
         sl_buf_putc(&g[gi[i]].lines, '\n');

@@ -101,23 +101,6 @@ static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
-#define ONES  0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-
-/* Does any byte of the 8-byte word need attention inside a string: '"', '\\',
- * a control character (< 0x20) or a non-ASCII byte? Exact (no false negatives;
- * false positives only cost a bytewise look). */
-static inline int word_special(uint64_t x)
-{
-    uint64_t q = x ^ (ONES * '"');
-    uint64_t b = x ^ (ONES * '\\');
-    uint64_t zq = (q - ONES) & ~q;
-    uint64_t zb = (b - ONES) & ~b;
-    uint64_t lt = x - ONES * 0x20; /* high bit set where byte < 0x20 (or borrow) */
-
-    return ((zq | zb | lt | x) & HIGHS) != 0;
-}
-
 /* Scan a string whose opening quote is at p. On success returns the position
  * just after the closing quote and sets *escaped. */
 static const unsigned char *scan_string(const scanner *sc, const unsigned char *p, uint8_t *escaped)
@@ -127,16 +110,7 @@ static const unsigned char *scan_string(const scanner *sc, const unsigned char *
 
     p++;
     for (;;) {
-        while (end - p >= 8) {
-            uint64_t w;
-
-            memcpy(&w, p, 8);
-            if (word_special(w))
-                break;
-            p += 8;
-        }
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+        p += sl_json_plain(p, (size_t)(end - p));
         if (p >= end) {
             fail(sc, open, "unterminated string");
             return NULL;

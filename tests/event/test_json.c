@@ -444,6 +444,41 @@ static void test_reuse(void **state)
     sl_json_free(&j);
 }
 
+/* sl_json_plain against a byte at a time: every byte value at every place
+ * of words and tails, after plain bytes of each kind, and a second special
+ * byte behind the first. */
+static void test_plain_run(void **state)
+{
+    unsigned char buf[24];
+    size_t n, at, want, k;
+    unsigned c, d;
+
+    (void)state;
+    for (n = 0; n <= sizeof(buf); n++)
+        for (at = 0; at <= n; at++)
+            for (c = 0; c < 256; c++)
+                for (d = 0; d < 4; d++) {
+                    static const unsigned char second[4] = {'"', 0x01, 0xff, 'z'};
+
+                    for (k = 0; k < n; k++)
+                        buf[k] = (unsigned char)(0x20 + (k * 7 + c) % 0x5f); /* plain */
+                    for (k = 0; k < n; k++)
+                        if (buf[k] == '"' || buf[k] == '\\')
+                            buf[k] = 'q';
+                    if (at < n)
+                        buf[at] = (unsigned char)c;
+                    if (at + 1 < n)
+                        buf[at + 1] = second[d];
+                    for (want = 0; want < n; want++)
+                        if (buf[want] < 0x20 || buf[want] >= 0x80 || buf[want] == '"' ||
+                            buf[want] == '\\')
+                            break;
+                    if (sl_json_plain(buf, n) != want)
+                        fail_msg("n %zu, byte 0x%02x at %zu: %zu, want %zu", n, c, at,
+                                 sl_json_plain(buf, n), want);
+                }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,7 +486,7 @@ int main(void)
         cmocka_unit_test(test_depth),   cmocka_unit_test(test_layout),
         cmocka_unit_test(test_lookup),  cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_numbers), cmocka_unit_test(test_values),
-        cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_reuse),   cmocka_unit_test(test_plain_run),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
