@@ -53,26 +53,37 @@ static inline void sl_buf_putc(sl_buf *b, char c)
 
 /* How many of the n bytes at p, from the first, can stand in a JSON string
  * as they are: printable ASCII other than '"' and '\\'. Eight bytes at a
- * time where words are little-endian: there the lowest flagged byte is
- * exactly the first that cannot (the subtractions borrow only upward, from
- * a byte that is flagged itself). */
+ * time where words are little-endian: there the lowest flagged byte of a
+ * word is exactly the first that cannot (the subtractions borrow only
+ * upward, from a byte that is flagged itself). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline uint64_t sl_json_word_flags(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x, q, b;
+
+    __builtin_memcpy(&x, p, 8);
+    q = x ^ (ones * '"');
+    b = x ^ (ones * '\\');
+    /* a zero byte of q or b; a byte below 0x20; a byte from 0x80 */
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x) & highs;
+}
+#endif
+
 static inline size_t sl_json_plain(const unsigned char *p, size_t n)
 {
     size_t i = 0;
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t m;
 
-    for (; n - i >= 8; i += 8) {
-        uint64_t x, q, b, m;
-
-        __builtin_memcpy(&x, p + i, 8);
-        q = x ^ (ones * '"');
-        b = x ^ (ones * '\\');
-        /* a zero byte of q or b; a byte below 0x20; a byte from 0x80 */
-        m = (((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x) & highs;
-        if (m)
+    for (; n - i >= 8; i += 8)
+        if ((m = sl_json_word_flags(p + i)) != 0)
             return i + (size_t)(__builtin_ctzll(m) >> 3);
+    if (i < n && n >= 8) {
+        /* the last eight bytes: those before i were plain, so unflagged */
+        m = sl_json_word_flags(p + n - 8);
+        return m ? n - 8 + (size_t)(__builtin_ctzll(m) >> 3) : n;
     }
 #endif
     while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
