@@ -409,7 +409,14 @@ out:
 
 /* ---- row images and versions (the consolidated view) -------------------------- */
 
-#define ROW_HASH_START 0x51ce5a17ULL /* row_hash of a row without columns */
+/* A row's content hash is ROW_HASH_START plus one member_hash per column,
+ * over the column's canonical `"name":value` bytes (row_hash). */
+#define ROW_HASH_START 0x51ce5a17ULL
+
+static uint64_t member_hash(const char *p, size_t n)
+{
+    return sl_mix64(sl_hash64(p, n, SL_HASH_SEED));
+}
 
 /* The row object of a change: after, or for a delete before (NULL when absent). */
 static int image_tok(const sl_event *ev)
@@ -447,7 +454,7 @@ int sl_event_row_image(const sl_event *ev, sl_buf *out, uint64_t *hash)
         sl_buf_putc(out, ':');
         put_compact(&w, k + 1);
         if (hash)
-            sum += sl_mix64(sl_hash64(out->data + at, out->len - at, SL_HASH_SEED));
+            sum += member_hash(out->data + at, out->len - at);
     }
     sl_buf_putc(out, '}');
     sl_buf_free(&w.tmp);
@@ -478,7 +485,7 @@ static uint64_t row_hash(const sl_json *j, int obj, const sl_colsel *sel, bool f
         put_string(&w, k);
         sl_buf_putc(scratch, ':');
         put_compact(&w, k + 1);
-        sum += sl_mix64(sl_hash64(scratch->data, scratch->len, SL_HASH_SEED));
+        sum += member_hash(scratch->data, scratch->len);
     }
     sl_buf_free(&w.tmp);
     return sum;
