@@ -156,9 +156,9 @@ static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
         topic_file *tf;
         sl_buf lines;
         size_t need; /* about the bytes of its lines: reserved once */
-    } *g = sl_xcalloc(n ? n : 1, sizeof(*g));
+    } *g = NULL;     /* one per topic written */
     size_t *gi = sl_xmalloc((n ? n : 1) * sizeof(*gi));
-    size_t i, ng = 0;
+    size_t i, ng = 0, capg = 0;
     int rc = 0;
 
     pthread_mutex_lock(&fs->mu);
@@ -170,6 +170,11 @@ static int fsk_write(void *self, const sl_record *recs, size_t n, sl_error *err)
             break;
         }
         if (tf->group < 0) {
+            if (ng == capg) {
+                capg = capg ? capg * 2 : 8;
+                g = sl_xrealloc(g, capg * sizeof(*g));
+            }
+            memset(&g[ng], 0, sizeof(*g));
             tf->group = (int)ng;
             g[ng++].tf = tf;
         }
