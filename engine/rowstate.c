@@ -269,14 +269,17 @@ static int bad(sl_error *err, const char *what)
 #define DOC_VERSION 3
 #define DOC_DELETED 1
 
-/* The encoder reserves room for the whole document once (encode_room)
- * and writes through a cursor: a document is a few dozen fields of a few
- * bytes each, and an append call per field cost more than the fields. */
+/* The encoder writes through a cursor o into out, reserving room as it
+ * goes (room): a document is a few dozen fields of a few bytes each, and
+ * an append call per field cost more than the fields. */
 #define UV_MAX 10 /* bytes of the longest varint */
 
-static size_t opt_room(const char *s)
+/* Room for need more bytes at o: the cursor, wherever the buffer now is. */
+static char *room(sl_buf *out, char *o, size_t need)
 {
-    return UV_MAX + (s ? strlen(s) : 0);
+    out->len = (size_t)(o - out->data);
+    sl_buf_reserve(out, need);
+    return out->data + out->len;
 }
 
 static char *put_uv(char *o, uint64_t u)
@@ -303,48 +306,40 @@ static char *put_u64(char *o, uint64_t h)
     return o;
 }
 
-static char *put_opt(char *o, const char *s)
+static char *put_opt(sl_buf *out, char *o, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
 
+    o = room(out, o, UV_MAX + n);
     o = put_uv(o, s ? n + 1 : 0);
     if (n)
         memcpy(o, s, n);
     return o + n;
 }
 
-static char *put_sent(char *o, const sl_rs_sent *e, uint64_t row_hash)
+/* n queued or acknowledged versions, after their count */
+static char *put_sent(sl_buf *out, char *o, const sl_rs_sent *e, size_t n, uint64_t row_hash)
 {
-    bool same = e->hash == row_hash;
+    size_t k;
 
-    o = put_uv(o, ((uint64_t)e->v << 1) | same);
-    return same ? o : put_u64(o, e->hash);
-}
+    o = room(out, o, UV_MAX + n * (UV_MAX + 8));
+    o = put_uv(o, n);
+    for (k = 0; k < n; k++) {
+        bool same = e[k].hash == row_hash;
 
-/* At least the bytes sl_rowstate_encode writes for s. */
-static size_t encode_room(const sl_rowstate *s)
-{
-    size_t n = 4 + 4 * UV_MAX + 8, i; /* magic, flags; v ts nsites nimgs; hash */
-
-    n += opt_room(s->writer) + opt_room(s->pos) + opt_room(s->deleted ? NULL : s->row);
-    for (i = 0; i < s->nsites; i++) {
-        const sl_rs_site *st = &s->sites[i];
-
-        n += opt_room(st->name) + opt_room(st->pos) + 4 * UV_MAX;
-        n += opt_room(st->held == SL_HELD_OWN ? st->own : NULL);
-        n += (st->nq + st->nacked) * (UV_MAX + 8);
+        o = put_uv(o, ((uint64_t)e[k].v << 1) | same);
+        if (!same)
+            o = put_u64(o, e[k].hash);
     }
-    for (i = 0; i < s->nimgs; i++)
-        n += UV_MAX + 1 + opt_room(s->imgs[i].row);
-    return n;
+    return o;
 }
 
 void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
 {
-    size_t i, k;
+    size_t i;
     char *o;
 
-    sl_buf_reserve(out, encode_room(s));
+    sl_buf_reserve(out, 4 + 2 * UV_MAX + 8);
     o = out->data + out->len;
     *o++ = DOC_MAGIC0;
     *o++ = DOC_MAGIC1;
@@ -353,33 +348,34 @@ void sl_rowstate_encode(const sl_rowstate *s, sl_buf *out)
     o = put_uv(o, (uint64_t)s->v);
     o = put_sv(o, s->ts);
     o = put_u64(o, s->hash);
-    o = put_opt(o, s->writer);
-    o = put_opt(o, s->pos);
-    o = put_opt(o, s->deleted ? NULL : s->row);
+    o = put_opt(out, o, s->writer);
+    o = put_opt(out, o, s->pos);
+    o = put_opt(out, o, s->deleted ? NULL : s->row);
+    o = room(out, o, UV_MAX);
     o = put_uv(o, s->nsites);
     for (i = 0; i < s->nsites; i++) {
         const sl_rs_site *st = &s->sites[i];
 
-        o = put_opt(o, st->name);
-        o = put_opt(o, st->pos);
+        o = put_opt(out, o, st->name);
+        o = put_opt(out, o, st->pos);
+        o = room(out, o, UV_MAX);
         o = put_sv(o, st->held);
-        o = put_uv(o, st->nq);
-        for (k = 0; k < st->nq; k++)
-            o = put_sent(o, &st->q[k], s->hash);
+        o = put_sent(out, o, st->q, st->nq, s->hash);
+        o = room(out, o, UV_MAX);
         o = put_uv(o, (uint64_t)st->lost);
-        o = put_opt(o, st->held == SL_HELD_OWN ? st->own : NULL);
-        o = put_uv(o, st->nacked);
-        for (k = 0; k < st->nacked; k++)
-            o = put_sent(o, &st->acked[k], s->hash);
+        o = put_opt(out, o, st->held == SL_HELD_OWN ? st->own : NULL);
+        o = put_sent(out, o, st->acked, st->nacked, s->hash);
     }
+    o = room(out, o, UV_MAX);
     o = put_uv(o, s->nimgs);
     for (i = 0; i < s->nimgs; i++) {
+        o = room(out, o, UV_MAX + 1);
         o = put_uv(o, (uint64_t)s->imgs[i].v);
         *o++ = s->imgs[i].deleted ? 1 : 0;
-        o = put_opt(o, s->imgs[i].row);
+        o = put_opt(out, o, s->imgs[i].row);
     }
     out->len = (size_t)(o - out->data);
-    out->data[out->len] = '\0';
+    out->data[out->len] = '\0'; /* room's reserve kept a byte for it */
 }
 
 /* ---- the state as JSON, for people (`sluice rows`) --------------------------- */
