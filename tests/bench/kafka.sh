@@ -4,6 +4,7 @@
 #
 #   tests/bench/kafka.sh [--events N] [--partitions P] [--runs N] [--idle S]
 #                        [--threads N] [--name NODE] [--rules FILE] [--build DIR]
+#                        [--set KEY=VALUE]...
 #
 # 1. builds sluice (Release, no tests) and tests/bench/kafka_passthrough.c into
 #    DIR (default build-bench/; logs: DIR/kafka-bench.log);
@@ -19,6 +20,10 @@
 #    best time to the last output message (see docs/performance.md);
 # 5. prints one Markdown table; stops and deletes the node on exit.
 #
+# --set KEY=VALUE (repeatable) is passed to both programs: `--set` to sluice,
+# as a librdkafka property to the passthrough when KEY starts with "kafka."
+# (so that both keep the same client settings).
+#
 # Quiet apart from the table and a note with the load average.
 # Not part of the test suite (it takes minutes).
 set -euo pipefail
@@ -32,6 +37,7 @@ parts=6
 runs=3
 idle=5
 threads=""
+sets=()
 name="bench-kafka-$$"
 rules="$root/examples/retail/retail.rules"
 regex='^(central|store_0[1-3])\..*'
@@ -46,7 +52,8 @@ while [ $# -gt 0 ]; do
     --name) name=$2; shift 2 ;;
     --rules) rules=$2; shift 2 ;;
     --build) build=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --set) sets+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -207,6 +214,11 @@ tck=$(getconf CLK_TCK)
 broker_cpu() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$bpid/stat"; }
 thr=()
 [ -n "$threads" ] && thr=(--threads "$threads")
+sl_sets=() pt_sets=()
+for kv in "${sets[@]}"; do
+    sl_sets+=(--set "$kv")
+    case "$kv" in kafka.*) pt_sets+=(-X "${kv#kafka.}") ;; esac
+done
 
 # run_one PROG RUN: times one run; sets secs (to the last output), rss (KiB), outs,
 # cpu ("PROGRAM_CPU_S BROKER_CPU_S" of the run, the idle wait included)
@@ -219,9 +231,9 @@ run_one() {
     t0=$(date +%s%3N)
     if [ "$prog" = pt ]; then
         /usr/bin/time -f '%M %U %S' -o "$work/rss" "$pt" -b "$bs" -g "$group" -t "$regex" \
-            -o bench.passthrough -i "$idle" >"$work/out" 2>"$work/err" &
+            -o bench.passthrough -i "$idle" "${pt_sets[@]}" >"$work/out" 2>"$work/err" &
     else
-        /usr/bin/time -f '%M %U %S' -o "$work/rss" "$sluice" run --quiet --store none "${thr[@]}" \
+        /usr/bin/time -f '%M %U %S' -o "$work/rss" "$sluice" run --quiet --store none "${thr[@]}" "${sl_sets[@]}" \
             --set "kafka.bootstrap.servers=$bs" --set "kafka.group.id=$group" \
             --set "kafka.topic.partitions=$parts" --stats "$work/stats.json" \
             --topics "$regex" --idle-exit "$idle" "$rules" >"$work/out" 2>"$work/err" &
