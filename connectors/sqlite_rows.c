@@ -104,6 +104,12 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t h)
 #ifndef SQ_ROWS_HASH_MASK
 #define SQ_ROWS_HASH_MASK UINT64_MAX
 #endif
+/* tests/store/test_store_hooks.c builds this file with a function called
+ * between a lookup and the read of the entry it found, where another
+ * process's compaction can move the row */
+#ifdef SQ_ROWS_BEFORE_READ
+void SQ_ROWS_BEFORE_READ(sl_str table, sl_str key);
+#endif
 
 static void hash_row(sl_str t, sl_str k, uint64_t *h1, uint64_t *h2)
 {
@@ -549,6 +555,9 @@ int sq_rows_get(sq_rows *r, sq_rows_sess *s, sl_str table, sl_str key, sl_buf *d
         loc = lookup(r, h1, h2);
         if (loc == 0)
             return 0;
+#ifdef SQ_ROWS_BEFORE_READ
+        SQ_ROWS_BEFORE_READ(table, key);
+#endif
         rc = read_entry(s, loc, &t, &k, &d, err);
         if (rc < 0)
             return -1;

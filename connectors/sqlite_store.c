@@ -85,7 +85,15 @@ typedef struct sq_store {
     pthread_cond_t ckpt_cv;
 } sq_store;
 
-#define CKPT_BYTES (16 << 20) /* wake the checkpointer at this WAL size */
+/* Wake the checkpointer at this WAL size, and at least every CKPT_PERIOD_S
+ * seconds. tests/store/test_store_hooks.c builds this file with a small size
+ * and no timer, to see the wake-up alone. */
+#ifndef CKPT_BYTES
+#define CKPT_BYTES (16 << 20)
+#endif
+#ifndef CKPT_PERIOD_S
+#define CKPT_PERIOD_S 1
+#endif
 
 typedef struct sq_sess {
     sq_store *st;
@@ -287,7 +295,7 @@ static void *ckpt_main(void *arg)
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        ts.tv_sec += CKPT_PERIOD_S;
         if (st->ckpt_pages < st->ckpt_at)
             pthread_cond_timedwait(&st->ckpt_cv, &st->ckpt_mu, &ts);
         if (st->ckpt_stop)
