@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# kill -9 in the middle of the stream: 100,000 benchmark events
+# kill -9 in the middle of the stream: 200,000 benchmark events
 # (examples/retail/generate.py --bench) go to Kafka; sluice consumes them in
 # Kafka mode with a sqlite store and is killed with SIGKILL 4 to 6 times at
-# random moments (each time once it owns the partitions, after 0.3-2.5 s),
-# restarted each time, and finally left to finish: once the group has
-# committed every input offset it gets SIGTERM and must exit 0.
+# random moments, restarted each time, and finally left to finish: once the
+# group has committed every input offset it gets SIGTERM and must exit 0.
+# The moments are random points of the stream, not of the clock, so that
+# every kill lands while input remains however fast sluice runs: each run is
+# killed 0-200 ms after its output topics have grown by a random 0-12,000
+# records since it started (outputs of changes redone after the previous
+# kill count too, so some kills land in that replay). The retail input gives
+# ~1.6 output records per change, so six runs' 72,000 outputs at most stand
+# for ~45,000 changes, plus what ~0.3 s of processing adds per run (the
+# polls and the delay): the kills end well before the 200,000th change.
 # Every record a file-mode run over the same input writes must be in Kafka at
 # least once, nothing else may be there, each key's records must contain the
 # file run's sequence in order, and the duplicates must stay under the bound
@@ -15,7 +22,7 @@
 # when the process died; changes whose positions were stored are dropped on
 # replay by the shared store.
 #
-# KT_KILL_EVENTS (100000), KT_SEED (random) make a run repeatable.
+# KT_KILL_EVENTS (200000), KT_SEED (random) make a run repeatable.
 #
 # The events are on one topic per table (kt.public.*, 3 partitions, kt.py plan
 # --by-table), so each row's changes from every site are in one partition in
@@ -27,7 +34,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 kt_init 0002-kill9
 
-EVENTS=${KT_KILL_EVENTS:-100000}
+EVENTS=${KT_KILL_EVENTS:-200000}
 PARTS=3
 GROUP=sluice-kill9
 THREADS=2
@@ -48,17 +55,24 @@ kt_require_kafka_mode
 ARGS=(--topics "$RX" --store "sqlite:$W/kafka.db" --threads $THREADS --batch $BATCH)
 
 KILLS=$((4 + RANDOM % 3))
+OUT_RX='^sluice\.'
 t_start=$SECONDS
 detail=""
 mid=0
 for k in $(seq 1 $KILLS); do
+  start=$(python3 "$KT_PROTO" "$KT_BOOTSTRAP" records "$OUT_RX" 2>/dev/null) || start=0
+  grow=$(((RANDOM * 32768 + RANDOM) % 12001))
   kt_sluice_kafka_start "$W/run$k.log" "$GROUP" "${ARGS[@]}"
   pid=$KT_LAST_PID
   # a restarted member gets partitions once the killed one's session expired
   if ! python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-group "$GROUP" 1 40 >/dev/null 2>&1; then
     detail+=" #$k: no assignment within 40 s;"
   fi
-  ms=$((300 + RANDOM % 2200))
+  if ! python3 "$KT_PROTO" "$KT_BOOTSTRAP" wait-records --pid="$pid" "$OUT_RX" \
+    $((start + grow)) 120 >/dev/null 2>&1; then
+    detail+=" #$k: outputs did not grow by $grow within 120 s;"
+  fi
+  ms=$((RANDOM % 200))
   sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
   if ! kt_alive "$pid"; then
     wait "$pid"
@@ -70,7 +84,7 @@ for k in $(seq 1 $KILLS); do
   wait "$pid" 2>/dev/null
   c=$(kt_committed_total "$GROUP" "${TOPICS[@]}")
   [ "$c" != "?" ] && [ "$c" -lt "$N" ] && mid=$((mid + 1))
-  detail+=" #$k after ${ms}ms: $c committed;"
+  detail+=" #$k at +$grow outputs + ${ms}ms: $c committed;"
 done
 kt_check kill-9 "$([ $mid -eq $KILLS ] && echo 1 || echo 0)" \
   "$KILLS kills (seed $SEED), $mid while input remained:${detail%;}"

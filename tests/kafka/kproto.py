@@ -16,6 +16,11 @@ sent to the single test broker (which is also every group's coordinator):
                                                           until the group's committed offsets
                                                           reach the end of every partition
                                                           (or process PID is gone)
+  kproto.py BOOTSTRAP records REGEX                       records in the topics matching REGEX
+                                                          (sum of end offsets; 0 if none)
+  kproto.py BOOTSTRAP wait-records [--pid=PID] REGEX N SECONDS
+                                                          until those topics hold N records
+                                                          (or process PID is gone)
 
 Creating topics here takes milliseconds; `kafka.sh topic NAME create` starts
 one JVM per topic (about 2.5 s each), and a test needs dozens of topics.
@@ -401,6 +406,52 @@ def cmd_wait_committed(bs, args):
         time.sleep(0.3)
 
 
+def records(bs, rx):
+    """Sum of the end offsets of the topics matching rx (0 when none)."""
+    md = with_conn(bs, metadata)
+    tp = {t: sorted(ps) for t, ps in md.items() if rx.search(t)}
+    if not tp:
+        return 0
+    ends = with_conn(bs, lambda c: end_offsets(c, tp))
+    return sum(e for p in ends.values() for e in p.values())
+
+
+def cmd_records(bs, args):
+    print(retry(lambda: records(bs, re.compile(args[0]))))
+    return 0
+
+
+def cmd_wait_records(bs, args):
+    """Polls (every 0.1 s) until the topics matching REGEX hold N records;
+    exit 1 on timeout or when process PID is gone."""
+    pid = None
+    if args and args[0].startswith("--pid="):
+        pid, args = int(args[0][6:]), args[1:]
+    if len(args) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    rx, want, seconds = re.compile(args[0]), int(args[1]), float(args[2])
+    deadline = time.monotonic() + seconds
+    have, last_err = 0, ""
+    while True:
+        try:
+            have, last_err = records(bs, rx), ""
+            if have >= want:
+                print(have)
+                return 0
+        except (OSError, KafkaError) as e:
+            last_err = " (then: %s)" % e
+        if time.monotonic() >= deadline:
+            print("after %.0f s: %d of %d records%s" % (seconds, have, want, last_err),
+                  file=sys.stderr)
+            return 1
+        if pid is not None and not process_runs(pid):
+            print("process %d ended: %d of %d records%s" % (pid, have, want, last_err),
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+
+
 COMMANDS = {
     "create-topics": (cmd_create_topics, 2),
     "topics": (cmd_topics, 0),
@@ -409,6 +460,8 @@ COMMANDS = {
     "wait-group": (cmd_wait_group, 3),
     "committed": (cmd_committed, 2),
     "wait-committed": (cmd_wait_committed, 3),
+    "records": (cmd_records, 1),
+    "wait-records": (cmd_wait_records, 3),
 }
 
 
