@@ -33,6 +33,7 @@
 
 #include "common/buf.h"
 #include "connectors/store.h"
+#include "open_pair.h"
 
 /* ---- backends --------------------------------------------------------------- */
 
@@ -1207,12 +1208,7 @@ static void test_sqlite_segments(void **state)
     snprintf(path, sizeof(path), "%s/segs.db", tmpdir);
     snprintf(uri, sizeof(uri), "sqlite:%s", path);
     unlink(path);
-    assert_int_equal(sl_store_open(&a, uri, &err), 0);
-    assert_int_equal(sl_store_open(&b, uri, &err), 0);
-    sa = a.ops->session_open(a.self, &err);
-    sb = b.ops->session_open(b.self, &err);
-    assert_non_null(sa);
-    assert_non_null(sb);
+    open_pair(uri, &a, &b, &sa, &sb);
     assert_int_equal(b.ops->rows_any(sb, &err), 0);
     for (i = 0; i < NROWS; i++)
         snprintf(keys[i], sizeof(keys[i]), "{\"id\":%03d}", i);

@@ -26,6 +26,7 @@
 
 #include "common/buf.h"
 #include "connectors/store.h"
+#include "open_pair.h"
 
 #define S(lit) ((sl_str){(lit), sizeof(lit) - 1})
 
@@ -115,12 +116,7 @@ static void test_lookup_retried_after_compaction(void **state)
 
     (void)state;
     snprintf(uri, sizeof(uri), "sqlite:%s/race.db", tmpdir);
-    assert_int_equal(sl_store_open(&a, uri, &err), 0);
-    assert_int_equal(sl_store_open(&b, uri, &err), 0);
-    sa = a.ops->session_open(a.self, &err);
-    sb = b.ops->session_open(b.self, &err);
-    assert_non_null(sa);
-    assert_non_null(sb);
+    open_pair(uri, &a, &b, &sa, &sb);
     write_round(&a, sa, 0, 0);
     /* b indexes the rows where round 0 put them */
     assert_int_equal(b.ops->row_get(sb, S("s.t"), key_of(5), &doc, &err), 1);
