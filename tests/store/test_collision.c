@@ -20,22 +20,7 @@
 
 #include "common/buf.h"
 #include "connectors/store.h"
-
-#define S(lit) ((sl_str){(lit), sizeof(lit) - 1})
-
-static sl_seen row(sl_str key, sl_str doc)
-{
-    sl_seen r;
-
-    memset(&r, 0, sizeof(r));
-    r.origin = S("central");
-    r.table = S("public.orders");
-    r.key = key;
-    r.position = S("0000000000000001");
-    r.partition = S("");
-    r.doc = doc;
-    return r;
-}
+#include "store_test.h"
 
 static void test_same_hash_reported(void **state)
 {
@@ -44,8 +29,10 @@ static void test_same_hash_reported(void **state)
     sl_error err;
     sl_buf doc = {0};
     void *sess;
-    sl_seen a = row(S("{\"id\":1}"), S("{\"doc\":\"of row 1\"}"));
-    sl_seen b = row(S("{\"id\":2}"), S("{\"doc\":\"of row 2\"}"));
+    sl_seen a = seen("central", "public.orders", "{\"id\":1}", "0000000000000001", "",
+                     "{\"doc\":\"of row 1\"}");
+    sl_seen b = seen("central", "public.orders", "{\"id\":2}", "0000000000000001", "",
+                     "{\"doc\":\"of row 2\"}");
 
     (void)state;
     assert_non_null(mkdtemp(dir));

@@ -33,7 +33,7 @@
 
 #include "common/buf.h"
 #include "connectors/store.h"
-#include "open_pair.h"
+#include "store_test.h"
 
 /* ---- backends --------------------------------------------------------------- */
 
@@ -162,27 +162,6 @@ static fx *begin(void **state)
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static sl_str S(const char *s)
-{
-    sl_str r = {s, strlen(s)};
-
-    return r;
-}
-
-static sl_seen seen(const char *origin, const char *table, const char *key, const char *pos,
-                    const char *part, const char *doc)
-{
-    sl_seen r;
-
-    r.origin = S(origin);
-    r.table = S(table);
-    r.key = S(key);
-    r.position = S(pos);
-    r.partition = S(part);
-    r.doc = S(doc);
-    return r;
-}
 
 #define put_ok(f, rows, n, c, nc)                                                                  \
     do {                                                                                           \

@@ -26,33 +26,12 @@
 
 #include "common/buf.h"
 #include "connectors/store.h"
-#include "open_pair.h"
-
-#define S(lit) ((sl_str){(lit), sizeof(lit) - 1})
+#include "store_test.h"
 
 enum { NROWS = 200, BATCH = 50, ROUNDS = 100 };
 
 static char tmpdir[64];
 static char keys[NROWS][32];
-
-static sl_str key_of(int i)
-{
-    return (sl_str){keys[i], strlen(keys[i])};
-}
-
-static sl_seen row(const char *key, const char *doc)
-{
-    sl_seen r;
-
-    memset(&r, 0, sizeof(r));
-    r.origin = S("central");
-    r.table = S("s.t");
-    r.key = (sl_str){key, strlen(key)};
-    r.position = S("");
-    r.partition = S("db");
-    r.doc = (sl_str){doc, strlen(doc)};
-    return r;
-}
 
 /* Every row once, with documents "round R row I" (padded to pad bytes). */
 static void write_round(const sl_store *st, void *sess, int round, size_t pad)
@@ -69,7 +48,7 @@ static void write_round(const sl_store *st, void *sess, int round, size_t pad)
             while ((size_t)n < pad && n < (int)sizeof(docs[j]) - 1)
                 docs[j][n++] = '.';
             docs[j][n] = '\0';
-            rows[j] = row(keys[i + j], docs[j]);
+            rows[j] = seen("central", "s.t", keys[i + j], "", "db", docs[j]);
         }
         sl_error_clear(&err);
         if (st->ops->seen_put(sess, rows, BATCH, NULL, 0, &err) != 0)
@@ -119,7 +98,7 @@ static void test_lookup_retried_after_compaction(void **state)
     open_pair(uri, &a, &b, &sa, &sb);
     write_round(&a, sa, 0, 0);
     /* b indexes the rows where round 0 put them */
-    assert_int_equal(b.ops->row_get(sb, S("s.t"), key_of(5), &doc, &err), 1);
+    assert_int_equal(b.ops->row_get(sb, S("s.t"), S(keys[5]), &doc, &err), 1);
     assert_int_equal(doc.len, 17);
     assert_memory_equal(doc.data, "round 000 row 005", 17);
 
@@ -128,7 +107,7 @@ static void test_lookup_retried_after_compaction(void **state)
     race.calls = 0;
     race.armed = true;
     sl_error_clear(&err);
-    rc = b.ops->row_get(sb, S("s.t"), key_of(5), &doc, &err);
+    rc = b.ops->row_get(sb, S("s.t"), S(keys[5]), &doc, &err);
     if (rc != 1)
         fail_msg("row_get gave %d (1: found): %s", rc, err.msg);
     race.armed = false;
