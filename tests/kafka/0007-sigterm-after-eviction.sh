@@ -101,12 +101,12 @@ recommit=$(grep -m1 '^sluice: kafka: committed the offsets of .* after rejoining
 notcommitted=$(grep -m1 '^sluice: kafka: offsets NOT committed for ' "$W/run1.log")
 summary=$(grep -m1 '^sluice: .* events from ' "$W/run1.log")
 [ $rc -eq 0 ] || kt_tail "$W/run1.log" 8
-kt_check refusal-said "$([ -n "$refused" ] && grep -Eq 'kt\.public\.[a-z_]+/[0-9]+ up to offset [0-9]+' <<<"$refused" &&
+kt_check refusal-said "$([ -n "$refused" ] && grep -Eq '[A-Za-z0-9_.-]+/[0-9]+ up to offset [0-9]+' <<<"$refused" &&
   echo 1 || echo 0)" "${refused:-no 'refused the commit' line on stderr}"
 detail="exit status $rc ${took} s after the broker was back ($((SECONDS - t_term)) s after SIGTERM); said: ${recommit:-${notcommitted:-nothing}}"
 if [ "$RIVAL" = 1 ] && [ $rc -eq 3 ]; then
   kt_check exit-3-not-committed "$([ -n "$notcommitted" ] && [ -z "$recommit" ] &&
-    grep -Eq 'kt\.public\.[a-z_]+/[0-9]+ up to offset [0-9]+' <<<"$notcommitted" &&
+    grep -Eq '[A-Za-z0-9_.-]+/[0-9]+ up to offset [0-9]+' <<<"$notcommitted" &&
     grep -q 'next run redoes' <<<"$notcommitted" && grep -q 'stopped early' <<<"$summary" &&
     echo 1 || echo 0)" "$detail"
 else
