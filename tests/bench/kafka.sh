@@ -2,9 +2,9 @@
 # kafka.sh - Kafka-to-Kafka throughput: sluice with the retail rules next to a
 # plain librdkafka consume->produce passthrough, on one local broker.
 #
-#   tests/bench/kafka.sh [--events N] [--partitions P] [--runs N] [--idle S]
-#                        [--threads N] [--name NODE] [--rules FILE] [--build DIR]
-#                        [--set KEY=VALUE]...
+#   tests/bench/kafka.sh [--events N] [--partitions P] [--out-partitions Q]
+#                        [--runs N] [--idle S] [--threads N] [--name NODE]
+#                        [--rules FILE] [--build DIR] [--set KEY=VALUE]...
 #
 # 1. builds sluice (Release, no tests) and tests/bench/kafka_passthrough.c into
 #    DIR (default build-bench/; logs: DIR/kafka-bench.log);
@@ -15,10 +15,18 @@
 # 3. starts a Kafka node NODE (default bench-kafka-PID) with
 #    scripts/services/kafka.sh, creates every input topic with P partitions
 #    (default 6) and loads the messages with kcat (keyed);
-# 4. runs the passthrough and `sluice run --store none` alternately, --runs
-#    times each (default 3), each with a new consumer group, and keeps the
-#    best time to the last output message (see docs/performance.md);
-# 5. prints one Markdown table; stops and deletes the node on exit.
+# 4. writes sluice's outputs for that input with a file-mode run, for the
+#    replay (kafka_passthrough -r: it consumes the input as the passthrough
+#    does but produces those records, to topics replay.<sluice's topic>, so
+#    the broker does all that sluice's run makes it do and the program none
+#    of sluice's processing);
+# 5. runs the passthrough, `sluice run --store none` and the replay in turn,
+#    --runs times each (default 3), each with a new consumer group, and keeps
+#    the best time to the last output message (see docs/performance.md);
+# 6. prints one Markdown table; stops and deletes the node on exit.
+#
+# --out-partitions Q (default P): partitions of each of sluice's (and the
+# replay's) output topics; the passthrough's one output topic keeps P.
 #
 # --set KEY=VALUE (repeatable) is passed to both programs: `--set` to sluice,
 # as a librdkafka property to the passthrough when KEY starts with "kafka."
@@ -34,6 +42,7 @@ build="$root/build-bench"
 data="$here/data"
 events=200000
 parts=6
+outparts=""
 runs=3
 idle=5
 threads=""
@@ -46,6 +55,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --events) events=$2; shift 2 ;;
     --partitions) parts=$2; shift 2 ;;
+    --out-partitions) outparts=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --idle) idle=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -53,11 +63,12 @@ while [ $# -gt 0 ]; do
     --rules) rules=$2; shift 2 ;;
     --build) build=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
     --set) sets+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kafka.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done
 
+outparts=${outparts:-$parts}
 command -v kcat >/dev/null || { echo "kafka.sh: kcat is not installed" >&2; exit 1; }
 mkdir -p "$build" "$data"
 log="$build/kafka-bench.log"
@@ -97,6 +108,8 @@ cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werro
 { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF &&
     ninja -C "$build" sluice; } >>"$log" 2>&1 || fail "sluice did not build, see $log"
 sluice="$build/sluice"
+thr=()
+[ -n "$threads" ] && thr=(--threads "$threads")
 
 # ---- input: one file of key<TAB>value lines per topic
 
@@ -164,6 +177,51 @@ EOF
     touch "$kv/.done"
 fi
 read -r nmsgs nbytes <"$kv/counts"
+
+# ---- the replay's records: sluice's outputs for this input, from file mode
+
+"$sluice" run --quiet --store none "${thr[@]}" --input "$jsonl" --output "$work/file-out" \
+    "$rules" >>"$log" 2>&1 || fail "sluice's file-mode run failed, see $log"
+PYTHONDONTWRITEBYTECODE=1 python3 - "$work/file-out" "$work/replay.tsv" <<'EOF'
+# One line per output record: topic (replay.<topic>), key, value (empty: null)
+# and header name/value pairs, tab-separated, serialised compactly as
+# sluice's Kafka sink writes them. The per-topic files are merged in a random
+# (seeded) order that keeps each file's own order: sluice writes its outputs
+# interleaved as its input comes, not topic after topic.
+import json, os, random, sys
+
+src, dst = sys.argv[1], sys.argv[2]
+def text(v):
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+files = []
+for name in sorted(os.listdir(src)):
+    with open(os.path.join(src, name), encoding="utf-8") as f:
+        files.append([json.loads(line) for line in f])
+rng = random.Random(42)
+pos = [0] * len(files)
+left = sum(len(f) for f in files)
+with open(dst, "w", encoding="utf-8") as out:
+    while left:
+        k = rng.randrange(left)
+        for i, f in enumerate(files):
+            if k < len(f) - pos[i]:
+                break
+            k -= len(f) - pos[i]
+        r = files[i][pos[i]]
+        pos[i] += 1
+        left -= 1
+        h = r.get("headers") or {}
+        fields = ["replay." + r["topic"], text(r.get("key")), text(r.get("value"))]
+        for name, val in h.items():
+            fields += [name, "" if val is None else val]
+        if any("\t" in x or "\n" in x for x in fields):
+            sys.exit("kafka.sh: an output record has a tab or newline: %s" % fields[:2])
+        out.write("\t".join(fields) + "\n")
+EOF
+nreplay=$(wc -l <"$work/replay.tsv")
+mapfile -t replay_topics < <(cut -f1 "$work/replay.tsv" | sort -u)
 topics=()
 for f in "$kv"/*.kv; do
     t=$(basename "$f" .kv)
@@ -178,10 +236,12 @@ bs=$("$services" start "$name" 2>>"$log" | sed -n 's/^bootstrap=//p')
 [ -n "$bs" ] || fail "the Kafka node did not start, see $log"
 "$pt" -b "$bs" -C "$parts" "${topics[@]}" bench.passthrough >>"$log" 2>&1 ||
     fail "creating topics failed, see $log"
+"$pt" -b "$bs" -C "$outparts" "${replay_topics[@]}" >>"$log" 2>&1 ||
+    fail "creating the replay's topics failed, see $log"
 # creation is asynchronous on the broker: wait until the metadata lists them
 for _ in $(seq 1 60); do
     have=$(kcat -L -b "$bs" 2>/dev/null | grep -c "^  topic \"" || true)
-    [ "$have" -ge $((${#topics[@]} + 1)) ] && break
+    [ "$have" -ge $((${#topics[@]} + ${#replay_topics[@]} + 1)) ] && break
     sleep 0.5
 done
 for t in "${topics[@]}"; do
@@ -208,12 +268,11 @@ read -r loaded _ < <(out_state '^(central|store_0[1-3])\.')
 # ---- runs
 
 best_pt="" best_sl="" rss_pt=0 rss_sl=0 outs_pt=0 outs_sl=0 why_sl="" cpu_pt="" cpu_sl=""
+best_rp="" rss_rp=0 outs_rp=0 cpu_rp=""
 bpid=$(cat "${SLUICE_CACHE_DIR:-$root/.cache}/kafka/run/$name/pid")
 tck=$(getconf CLK_TCK)
 # CPU seconds the broker has used so far (user + system)
 broker_cpu() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$bpid/stat"; }
-thr=()
-[ -n "$threads" ] && thr=(--threads "$threads")
 sl_sets=() pt_sets=()
 for kv in "${sets[@]}"; do
     sl_sets+=(--set "$kv")
@@ -223,19 +282,27 @@ done
 # run_one PROG RUN: times one run; sets secs (to the last output), rss (KiB), outs,
 # cpu ("PROGRAM_CPU_S BROKER_CPU_S" of the run, the idle wait included)
 run_one() {
-    local prog=$1 r=$2 pattern before after t0 b0 rc=0
+    local prog=$1 r=$2 pattern before after t0 b0 skip rc=0
     local group="bench-$prog-$r-$$"
-    if [ "$prog" = pt ]; then pattern='^bench\.passthrough$'; else pattern='^sluice\.'; fi
+    case "$prog" in
+    pt) pattern='^bench\.passthrough$' ;;
+    rp) pattern='^replay\.' ;;
+    *) pattern='^sluice\.' ;;
+    esac
     read -r before _ < <(out_state "$pattern")
     b0=$(broker_cpu)
     t0=$(date +%s%3N)
     if [ "$prog" = pt ]; then
         /usr/bin/time -f '%M %U %S' -o "$work/rss" "$pt" -b "$bs" -g "$group" -t "$regex" \
             -o bench.passthrough -i "$idle" "${pt_sets[@]}" >"$work/out" 2>"$work/err" &
+    elif [ "$prog" = rp ]; then
+        /usr/bin/time -f '%M %U %S' -o "$work/rss" "$pt" -b "$bs" -g "$group" -t "$regex" \
+            -o unused -r "$work/replay.tsv" -n "$nmsgs" -i "$idle" "${pt_sets[@]}" \
+            >"$work/out" 2>"$work/err" &
     else
         /usr/bin/time -f '%M %U %S' -o "$work/rss" "$sluice" run --quiet --store none "${thr[@]}" "${sl_sets[@]}" \
             --set "kafka.bootstrap.servers=$bs" --set "kafka.group.id=$group" \
-            --set "kafka.topic.partitions=$parts" --stats "$work/stats.json" \
+            --set "kafka.topic.partitions=$outparts" --stats "$work/stats.json" \
             --topics "$regex" --idle-exit "$idle" "$rules" >"$work/out" 2>"$work/err" &
     fi
     child=$!
@@ -249,12 +316,17 @@ run_one() {
     fi
     read -r after last < <(out_state "$pattern")
     outs=$((after - before))
-    secs=$(awk -v a="$last" -v b="$t0" 'BEGIN { printf "%.3f", (a - b) / 1000 }')
+    # the replay's reading of its records is not part of what it stands for
+    skip=0
+    [ "$prog" = rp ] && skip=$(sed -n 's/.*load_ms=\([0-9]*\).*/\1/p' "$work/out")
+    secs=$(awk -v a="$last" -v b="$t0" -v l="${skip:-0}" 'BEGIN { printf "%.3f", (a - b - l) / 1000 }')
     read -r rss cpu < <(tail -n 1 "$work/rss" |
         awk -v b0="$b0" -v b1="$(broker_cpu)" '{ printf "%d %.2f %.2f\n", $1, $2 + $3, b1 - b0 }')
     why=""
     if [ "$prog" = pt ] && [ "$outs" -ne "$nmsgs" ]; then
         why="passthrough wrote $outs messages, expected $nmsgs"
+    elif [ "$prog" = rp ] && [ "$outs" -ne "$nreplay" ]; then
+        why="the replay wrote $outs messages, expected $nreplay"
     elif [ "$prog" = sl ]; then
         # sluice's own counters must agree with what arrived in Kafka
         why=$(python3 - "$work/stats.json" "$nmsgs" "$outs" <<'EOF'
@@ -287,6 +359,11 @@ for r in $(seq 1 "$runs"); do
     if better "$secs" "$best_sl"; then best_sl=$secs cpu_sl=$cpu; fi
     [ "$rss" -gt "$rss_sl" ] && rss_sl=$rss
     outs_sl=$outs
+    run_one rp "$r"
+    [ -n "$secs" ] || fail "replay run $r: $why"
+    if better "$secs" "$best_rp"; then best_rp=$secs cpu_rp=$cpu; fi
+    [ "$rss" -gt "$rss_rp" ] && rss_rp=$rss
+    outs_rp=$outs
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -308,7 +385,7 @@ row() { # NAME SECS RSS OUTS "PROG_CPU BROKER_CPU" RATIO
 }
 
 echo "| program | input messages | output messages | s to last output | events/s | MB/s" \
-    "| peak RSS (MiB) | CPU s: program + broker | sluice/passthrough |"
+    "| peak RSS (MiB) | CPU s: program + broker | ratio to passthrough |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 row "passthrough (librdkafka)" "$best_pt" "$rss_pt" "$outs_pt" "$cpu_pt" ""
 if [ -n "$best_sl" ] && [ -z "$why_sl" ]; then
@@ -317,7 +394,13 @@ if [ -n "$best_sl" ] && [ -z "$why_sl" ]; then
 else
     echo "| sluice --store none | $nmsgs | | | not measured | | | | |"
 fi
+row "replay of sluice's outputs (no processing)" "$best_rp" "$rss_rp" "$outs_rp" "$cpu_rp" \
+    "$(awk -v a="$best_pt" -v b="$best_rp" 'BEGIN { printf "%.2fx", a / b }')"
 echo
-echo "Note: $parts partitions per topic, ${#topics[@]} input topics, best of $runs runs;" \
+echo "Note: $parts partitions per input topic and for the passthrough's output," \
+    "$outparts per output topic of sluice and the replay, ${#topics[@]} input topics, best of $runs runs;" \
     "load average (1/5/15 min) $load_before before, $load_after after, on $(nproc) cores."
 [ -z "$why_sl" ] || echo "Note: sluice: $why_sl"
+if [ -n "$best_sl" ] && [ -z "$why_sl" ]; then
+    awk -v a="$best_rp" -v b="$best_sl" 'BEGIN { printf "Note: sluice/replay %.2fx: the share of the best time this broker and machine allow that sluice reaches.\n", a / b }'
+fi

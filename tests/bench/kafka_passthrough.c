@@ -2,7 +2,7 @@
  * kafka_passthrough.c - the Kafka-to-Kafka baseline for tests/bench/kafka.sh.
  *
  *   kafka_passthrough -b BOOTSTRAP -g GROUP -t TOPICS -o OUTPUT [-i IDLE_SECONDS]
- *                     [-m] [-X PROP=VALUE]...
+ *                     [-m] [-r RECORDS -n INPUTS] [-X PROP=VALUE]...
  *   kafka_passthrough -b BOOTSTRAP -C PARTITIONS TOPIC...
  *
  * A librdkafka consumer group reads TOPICS (a comma-separated list, or one
@@ -22,13 +22,25 @@
  * OUTPUT<input topic> instead, so the output spreads over as many topics
  * and partitions as the input, as sluice's one topic per destination does.
  *
+ * -r RECORDS -n INPUTS (the replay, a ceiling for sluice, not the baseline)
+ * consumes the input the same way but produces the records of the file
+ * RECORDS instead of what it reads: one record per line, tab-separated
+ * topic, key, value (empty: null) and header name/value pairs, such as
+ * sluice's own outputs for that input (kafka.sh writes the file from a
+ * file-mode run). They go out in file order, paced by the input: after k of
+ * the INPUTS messages, the first k * records / INPUTS of them. So the broker
+ * and librdkafka do all the work sluice's run makes them do, and the program
+ * none of its processing: its time is the best any engine could reach here.
+ *
  * One thread polls the consumer and calls the producer: this is the least a
  * consume->produce program can do, the floor sluice is compared with.
  *
  * On success prints one line to stdout:
- *   messages=N bytes=B first_ms=T0 last_ms=T1
+ *   messages=N bytes=B first_ms=T0 last_ms=T1 outputs=M load_ms=L
  * (bytes = keys + values; T0/T1 = wall-clock milliseconds of the first
- * message consumed and of the last one acknowledged by the broker).
+ * message consumed and of the last one acknowledged by the broker; M =
+ * messages produced; L = milliseconds spent reading RECORDS before the
+ * consumer started, which a timing of the replay leaves out).
  * Exit status 0, or 1 with a message on stderr.
  *
  * -C creates the benchmark's topics (PARTITIONS each, the broker's default
@@ -189,10 +201,141 @@ out:
     return rc;
 }
 
+/* -r: the records to produce, each a line cut at its tabs. */
+typedef struct {
+    rd_kafka_topic_t *rkt;
+    char **f; /* key, value, then header name/value pairs */
+    size_t *len;
+    int nf;
+} out_rec;
+
+static rd_kafka_topic_t *topic_handle(rd_kafka_t *prod, rd_kafka_topic_t **known, int *nknown,
+                                      const char *name)
+{
+    int i;
+
+    for (i = 0; i < *nknown; i++)
+        if (strcmp(rd_kafka_topic_name(known[i]), name) == 0)
+            return known[i];
+    if (*nknown == 256)
+        return NULL;
+    known[*nknown] = rd_kafka_topic_new(prod, name, NULL);
+    return known[(*nknown)++];
+}
+
+/* Read RECORDS (see the top of the file); returns the count, or -1. */
+static long load_records(const char *path, rd_kafka_t *prod, rd_kafka_topic_t **known, int *nknown,
+                         out_rec **out)
+{
+    FILE *fp = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long nrec = 0, caprec = 0;
+    out_rec *recs = NULL;
+
+    if (!fp) {
+        perror(path);
+        return -1;
+    }
+    while ((n = getline(&line, &cap, fp)) > 0) {
+        out_rec *r;
+        char *p, *tab, *copy;
+        int nf = 0;
+
+        if (line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (nrec == caprec) {
+            caprec = caprec ? caprec * 2 : 4096;
+            recs = realloc(recs, (size_t)caprec * sizeof(*recs));
+        }
+        r = &recs[nrec];
+        copy = strdup(line);
+        for (p = copy; p; p = tab ? tab + 1 : NULL, nf++)
+            tab = strchr(p, '\t');
+        r->f = calloc((size_t)nf, sizeof(*r->f));
+        r->len = calloc((size_t)nf, sizeof(*r->len));
+        if (!recs || !copy || !r->f || !r->len) {
+            fprintf(stderr, "kafka_passthrough: out of memory\n");
+            return -1;
+        }
+        nf = 0;
+        for (p = copy; p; p = tab) {
+            tab = strchr(p, '\t');
+            if (tab)
+                *tab++ = '\0';
+            r->f[nf] = p;
+            r->len[nf++] = strlen(p);
+        }
+        /* topic, key, value, and whole header pairs */
+        if (nf < 3 || (nf - 3) % 2 != 0) {
+            fprintf(stderr, "kafka_passthrough: %s:%ld: expected topic, key, value, headers\n",
+                    path, nrec + 1);
+            return -1;
+        }
+        r->rkt = topic_handle(prod, known, nknown, r->f[0]);
+        if (!r->rkt) {
+            fprintf(stderr, "kafka_passthrough: %s: more than 256 topics\n", path);
+            return -1;
+        }
+        r->f++;
+        r->len++;
+        r->nf = nf - 1;
+        nrec++;
+    }
+    free(line);
+    fclose(fp);
+    *out = recs;
+    return nrec;
+}
+
+/* Produce one message, waiting while the producer queue is full. The
+ * headers become librdkafka's on success. */
+static rd_kafka_resp_err_t produce(rd_kafka_t *prod, rd_kafka_topic_t *to, const void *key,
+                                   size_t klen, void *val, size_t vlen, rd_kafka_headers_t *hdrs)
+{
+    rd_kafka_resp_err_t e;
+
+    for (;;) {
+        if (hdrs)
+            e = rd_kafka_producev(
+                prod, RD_KAFKA_V_RKT(to), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE(val, vlen),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(prod, RD_KAFKA_V_RKT(to),
+                                  RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                                  RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE(val, vlen),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return e;
+        rd_kafka_poll(prod, 100); /* backpressure: let the broker take some */
+    }
+}
+
+/* -r: produce record r (headers built as sluice's sink builds them). */
+static rd_kafka_resp_err_t produce_rec(rd_kafka_t *prod, const out_rec *r)
+{
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_resp_err_t e;
+    int i;
+
+    if (r->nf > 2) {
+        h = rd_kafka_headers_new((size_t)(r->nf - 2) / 2);
+        for (i = 2; i + 1 < r->nf; i += 2)
+            rd_kafka_header_add(h, r->f[i], (ssize_t)r->len[i], r->f[i + 1],
+                                (ssize_t)r->len[i + 1]);
+    }
+    e = produce(prod, r->rkt, r->f[0], r->len[0], r->len[1] ? r->f[1] : NULL, r->len[1], h);
+    if (e && h)
+        rd_kafka_headers_destroy(h);
+    return e;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: kafka_passthrough -b BOOTSTRAP -g GROUP -t TOPICS -o OUTPUT "
-                    "[-i IDLE_SECONDS] [-m] [-X PROP=VALUE]...\n"
+                    "[-i IDLE_SECONDS] [-m] [-r RECORDS -n INPUTS] [-X PROP=VALUE]...\n"
                     "       kafka_passthrough -b BOOTSTRAP -C PARTITIONS TOPIC...\n");
     exit(2);
 }
@@ -206,11 +349,15 @@ int main(int argc, char **argv)
     rd_kafka_topic_t *out = NULL;
     rd_kafka_topic_partition_list_t *subs;
     stats st = {0};
-    int64_t consumed = 0, bytes = 0, first_ms = 0, last_msg, last_ckpt;
+    int64_t consumed = 0, bytes = 0, first_ms = 0, last_msg, last_ckpt, load_ms;
     char errstr[512], *list, *tok, *save = NULL, *xprops[32];
-    int nx = 0, mirror = 0, i;
+    int nx = 0, mirror = 0, i, nknown = 0;
+    const char *replay = NULL;
+    long nrec = 0, next = 0, inputs = 0;
+    out_rec *recs = NULL;
+    rd_kafka_topic_t *known[256];
 
-    while ((opt = getopt(argc, argv, "b:g:t:o:i:C:X:m")) != -1) {
+    while ((opt = getopt(argc, argv, "b:g:t:o:i:C:X:mr:n:")) != -1) {
         switch (opt) {
         case 'b':
             bootstrap = optarg;
@@ -230,6 +377,12 @@ int main(int argc, char **argv)
         case 'm':
             mirror = 1;
             break;
+        case 'r':
+            replay = optarg;
+            break;
+        case 'n':
+            inputs = atol(optarg);
+            break;
         case 'X':
             if (nx == 32 || !strchr(optarg, '='))
                 usage();
@@ -246,7 +399,7 @@ int main(int argc, char **argv)
     }
     if (create && bootstrap && optind < argc)
         return create_topics(bootstrap, create, argv + optind, argc - optind);
-    if (!bootstrap || !group || !topics || !output || idle_s < 1)
+    if (!bootstrap || !group || !topics || !output || idle_s < 1 || (replay && inputs < 1))
         usage();
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -288,7 +441,11 @@ int main(int argc, char **argv)
         goto out;
     }
     pc = NULL;
-    if (!mirror)
+    load_ms = mono_ms();
+    if (replay && (nrec = load_records(replay, prod, known, &nknown, &recs)) < 0)
+        goto out;
+    load_ms = mono_ms() - load_ms;
+    if (!mirror && !replay)
         out = rd_kafka_topic_new(prod, output, NULL);
     rd_kafka_poll_set_consumer(cons);
 
@@ -323,42 +480,34 @@ int main(int argc, char **argv)
         if (m) {
             rd_kafka_headers_t *h = NULL, *copy = NULL;
             rd_kafka_topic_t *to = out;
-            rd_kafka_resp_err_t e;
+            rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 
             if (consumed++ == 0)
                 first_ms = wall_ms();
             bytes += (int64_t)m->len + (int64_t)m->key_len;
-            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
-                copy = rd_kafka_headers_copy(h);
-            if (mirror) {
-                char name[512];
+            if (replay) {
+                /* the share of the records that k inputs make */
+                long due = (long)((double)consumed * (double)nrec / (double)inputs);
 
-                snprintf(name, sizeof(name), "%s%s", output, rd_kafka_topic_name(m->rkt));
-                to = rd_kafka_topic_new(prod, name, NULL); /* a reference to a known handle */
-            }
-            for (;;) {
-                if (copy)
-                    e = rd_kafka_producev(
-                        prod, RD_KAFKA_V_RKT(to), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-                        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(copy),
-                        RD_KAFKA_V_END);
-                else
-                    e = rd_kafka_producev(
-                        prod, RD_KAFKA_V_RKT(to), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-                        RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                    break;
-                rd_kafka_poll(prod, 100); /* backpressure: let the broker take some */
+                while (!e && next < nrec && next < due)
+                    e = produce_rec(prod, &recs[next++]);
+            } else {
+                if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    copy = rd_kafka_headers_copy(h);
+                if (mirror) {
+                    char name[512];
+
+                    snprintf(name, sizeof(name), "%s%s", output, rd_kafka_topic_name(m->rkt));
+                    to = rd_kafka_topic_new(prod, name, NULL); /* a reference to a known handle */
+                }
+                e = produce(prod, to, m->key, m->key_len, m->payload, m->len, copy);
+                if (mirror)
+                    rd_kafka_topic_destroy(to);
+                if (e && copy)
+                    rd_kafka_headers_destroy(copy); /* still ours when producev fails */
             }
             rd_kafka_message_destroy(m);
-            if (mirror)
-                rd_kafka_topic_destroy(to);
             if (e) {
-                /* the headers stay ours when producev fails */
-                if (copy)
-                    rd_kafka_headers_destroy(copy);
                 fprintf(stderr, "kafka_passthrough: produce: %s\n", rd_kafka_err2str(e));
                 goto out;
             }
@@ -374,15 +523,24 @@ int main(int argc, char **argv)
         if (!got && now - last_msg >= (int64_t)idle_s * 1000)
             break;
     }
+    while (next < nrec) { /* fewer inputs came than -n said */
+        rd_kafka_resp_err_t e = produce_rec(prod, &recs[next++]);
+
+        if (e) {
+            fprintf(stderr, "kafka_passthrough: produce: %s\n", rd_kafka_err2str(e));
+            goto out;
+        }
+    }
     if (checkpoint(cons, prod, &st) != 0)
         goto out;
-    if (st.delivered != consumed) {
-        fprintf(stderr, "kafka_passthrough: consumed %lld but %lld acknowledged\n",
-                (long long)consumed, (long long)st.delivered);
+    if (st.delivered != (replay ? nrec : consumed)) {
+        fprintf(stderr, "kafka_passthrough: %lld to produce but %lld acknowledged\n",
+                (long long)(replay ? nrec : consumed), (long long)st.delivered);
         goto out;
     }
-    printf("messages=%lld bytes=%lld first_ms=%lld last_ms=%lld\n", (long long)consumed,
-           (long long)bytes, (long long)first_ms, (long long)st.last_ack_ms);
+    printf("messages=%lld bytes=%lld first_ms=%lld last_ms=%lld outputs=%lld load_ms=%lld\n",
+           (long long)consumed, (long long)bytes, (long long)first_ms, (long long)st.last_ack_ms,
+           (long long)st.delivered, (long long)load_ms);
     rc = 0;
 out:
     if (cons) {
@@ -391,6 +549,14 @@ out:
     }
     if (out)
         rd_kafka_topic_destroy(out);
+    for (i = 0; i < nknown; i++)
+        rd_kafka_topic_destroy(known[i]);
+    for (next = 0; next < nrec; next++) {
+        free(recs[next].f[-1]); /* the line's copy: its first field, the topic */
+        free(recs[next].f - 1);
+        free(recs[next].len - 1);
+    }
+    free(recs);
     if (prod) {
         rd_kafka_flush(prod, 10000);
         rd_kafka_destroy(prod);
