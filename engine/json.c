@@ -42,6 +42,8 @@ static int fail(const scanner *sc, const unsigned char *at, const char *what)
 
 static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
+    if (p<end && * p> ' ') /* compact JSON: almost always */
+        return p;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
@@ -185,6 +187,31 @@ static inline int is_digit(unsigned c)
     return c - '0' < 10;
 }
 
+/* The position after the run of ASCII digits at p, eight bytes at a time
+ * where words are little-endian. In a word, a byte below '0' borrows into
+ * its high bit, one above '9' carries into it when 0x46 is added, and one
+ * from 0x80 has it already; the bytes below the first such byte are digits,
+ * which neither borrow nor carry, so the lowest flagged byte is exact. */
+static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+
+    while (end - p >= 8) {
+        uint64_t x, m;
+
+        memcpy(&x, p, 8);
+        m = ((x - ones * '0') | (x + ones * (0x80 - ('9' + 1))) | x) & highs;
+        if (m != 0)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
 /* Scan an RFC 8259 number starting at p; returns the position after it. */
 static const unsigned char *scan_number(const scanner *sc, const unsigned char *p)
 {
@@ -203,8 +230,7 @@ static const unsigned char *scan_number(const scanner *sc, const unsigned char *
             return NULL;
         }
     } else {
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
     }
     if (p < end && *p == '.') {
         p++;
@@ -212,8 +238,7 @@ static const unsigned char *scan_number(const scanner *sc, const unsigned char *
             fail(sc, p, "invalid number: expected a digit after '.'");
             return NULL;
         }
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
@@ -223,8 +248,7 @@ static const unsigned char *scan_number(const scanner *sc, const unsigned char *
             fail(sc, p, "invalid number: expected a digit in the exponent");
             return NULL;
         }
-        while (p < end && is_digit(*p))
-            p++;
+        p = skip_digits(p, end);
     }
     return p;
 }
@@ -616,12 +640,17 @@ static void number_value(const char *p, size_t n, sl_value *out)
         neg = true;
         q++;
     }
-    for (; q < end && is_digit((unsigned char)*q); q++) {
-        unsigned d = (unsigned)(*q - '0');
+    if (end - q <= 19) { /* 19 digits cannot overflow 64 bits */
+        for (; q < end && is_digit((unsigned char)*q); q++)
+            v = v * 10 + (unsigned)(*q - '0');
+    } else {
+        for (; q < end && is_digit((unsigned char)*q); q++) {
+            unsigned d = (unsigned)(*q - '0');
 
-        if (v > (UINT64_MAX - d) / 10)
-            goto dbl;
-        v = v * 10 + d;
+            if (v > (UINT64_MAX - d) / 10)
+                goto dbl;
+            v = v * 10 + d;
+        }
     }
     if (q != end)
         goto dbl;

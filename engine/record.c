@@ -16,23 +16,24 @@
  * line with neither byte sequence is a bare value and need not be tokenized
  * here: sl_event_decode() validates it anyway. This keeps bare lines at one
  * tokenization each. */
-static bool contains(const char *p, size_t n, const char *needle, size_t nlen)
+static bool contains(const char *p, size_t n, const char *needle, size_t nlen, size_t anchor)
 {
-    const char *end = p + n, *q;
+    const char *q, *last; /* last: where the anchor byte of a match at the end would be */
 
-    while ((size_t)(end - p) >= nlen && (q = memchr(p, needle[0], (size_t)(end - p))) != NULL) {
-        if ((size_t)(end - q) < nlen)
-            return false;
-        if (memcmp(q, needle, nlen) == 0)
+    if (n < nlen)
+        return false;
+    last = p + n - (nlen - anchor);
+    /* memchr for the needle's rarest byte (at anchor): a 't' is in most
+     * member names, a 'p' in few */
+    for (q = p + anchor; (q = memchr(q, needle[anchor], (size_t)(last + 1 - q))) != NULL; q++)
+        if (memcmp(q - anchor, needle, nlen) == 0)
             return true;
-        p = q + 1;
-    }
     return false;
 }
 
 static bool may_be_wrapper(const char *p, size_t n)
 {
-    return contains(p, n, "topic", 5) || contains(p, n, "\\u00", 4);
+    return contains(p, n, "topic", 5, 2) || contains(p, n, "\\u00", 4, 0);
 }
 
 /* A string member's text: into the line when unescaped, else into scratch

@@ -74,7 +74,10 @@ void sl_rowstate_clear(sl_rowstate *s)
 
 static bool name_is(const sl_rs_site *st, const char *name, size_t len)
 {
-    return st->name && st->nlen == len && memcmp(st->name, name, len) == 0;
+    /* site names often differ only at the end (store_01, store_02): look
+     * there before calling memcmp */
+    return st->name && st->nlen == len && (len == 0 || st->name[len - 1] == name[len - 1]) &&
+           memcmp(st->name, name, len) == 0;
 }
 
 /* The site entry for the len bytes at name (no NUL among them). */
@@ -82,6 +85,10 @@ static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
 {
     size_t i;
     sl_rs_site *st, kept;
+    sl_rs_sent *q;
+    size_t capq;
+    char *kept_name;
+    bool found;
 
     for (i = 0; i < s->nsites; i++)
         if (name_is(&s->sites[i], name, len))
@@ -97,20 +104,23 @@ static sl_rs_site *site_named(sl_rowstate *s, const char *name, size_t len)
     for (i = s->nsites; i < s->capsites; i++)
         if (name_is(&s->sites[i], name, len))
             break;
-    if (i < s->capsites && i != s->nsites) {
+    found = i < s->capsites;
+    if (found && i != s->nsites) {
         kept = s->sites[s->nsites];
         s->sites[s->nsites] = s->sites[i];
         s->sites[i] = kept;
     }
     st = &s->sites[s->nsites++];
-    kept = *st;
+    q = st->q;
+    capq = st->capq;
+    kept_name = st->name;
     memset(st, 0, sizeof(*st));
-    st->q = kept.q;
-    st->capq = kept.capq;
-    if (name_is(&kept, name, len)) {
-        st->name = kept.name;
+    st->q = q;
+    st->capq = capq;
+    if (found) {
+        st->name = kept_name;
     } else {
-        free(kept.name);
+        free(kept_name);
         st->name = sl_xstrndup(name, len);
     }
     st->nlen = len;

@@ -107,6 +107,8 @@ static const struct line_case {
      {{NULL, NULL}}},
     /* an escaped "topic" key still makes a wrapper */
     {"{\"t\\u006fpic\":\"x\",\"value\":{}}", 0, "x", -1, -1, NULL, "{}", {{NULL, NULL}}},
+    /* the "topic" member last: found though it is near the end of the line */
+    {"{\"value\":{},\"topic\":\"x\"}", 0, "x", -1, -1, NULL, "{}", {{NULL, NULL}}},
     /* a non-object line is a bare value (decode rejects it later) */
     {"[1,\"topic\"]", 0, "", -1, -1, NULL, "[1,\"topic\"]", {{NULL, NULL}}},
 };
