@@ -42,7 +42,7 @@ static int fail(const scanner *sc, const unsigned char *at, const char *what)
 
 static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
-    if (p<end && * p> ' ') /* compact JSON: almost always */
+    if (p != end && *p > 0x20) /* not blank: almost always, JSON is mostly compact */
         return p;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
