@@ -248,17 +248,18 @@ static long load_records(const char *path, rd_kafka_t *prod, rd_kafka_topic_t **
         if (nrec == caprec) {
             caprec = caprec ? caprec * 2 : 4096;
             recs = realloc(recs, (size_t)caprec * sizeof(*recs));
+            if (!recs)
+                goto oom;
         }
         r = &recs[nrec];
-        copy = strdup(line);
+        if (!(copy = strdup(line)))
+            goto oom;
         for (p = copy; p; p = tab ? tab + 1 : NULL, nf++)
             tab = strchr(p, '\t');
         r->f = calloc((size_t)nf, sizeof(*r->f));
         r->len = calloc((size_t)nf, sizeof(*r->len));
-        if (!recs || !copy || !r->f || !r->len) {
-            fprintf(stderr, "kafka_passthrough: out of memory\n");
-            return -1;
-        }
+        if (!r->f || !r->len)
+            goto oom;
         nf = 0;
         for (p = copy; p; p = tab) {
             tab = strchr(p, '\t');
@@ -271,12 +272,12 @@ static long load_records(const char *path, rd_kafka_t *prod, rd_kafka_topic_t **
         if (nf < 3 || (nf - 3) % 2 != 0) {
             fprintf(stderr, "kafka_passthrough: %s:%ld: expected topic, key, value, headers\n",
                     path, nrec + 1);
-            return -1;
+            goto bad;
         }
         r->rkt = topic_handle(prod, known, nknown, r->f[0]);
         if (!r->rkt) {
             fprintf(stderr, "kafka_passthrough: %s: more than 256 topics\n", path);
-            return -1;
+            goto bad;
         }
         r->f++;
         r->len++;
@@ -287,6 +288,12 @@ static long load_records(const char *path, rd_kafka_t *prod, rd_kafka_topic_t **
     fclose(fp);
     *out = recs;
     return nrec;
+oom:
+    fprintf(stderr, "kafka_passthrough: out of memory reading %s\n", path);
+bad: /* the program exits on -1: what was read is not freed one by one */
+    free(line);
+    fclose(fp);
+    return -1;
 }
 
 /* Produce one message, waiting while the producer queue is full. The
