@@ -42,7 +42,7 @@ static int fail(const scanner *sc, const unsigned char *at, const char *what)
 
 static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
 {
-    if (p != end && *p > 0x20) /* not blank: almost always, JSON is mostly compact */
+    if (end > p && *p > 0x20) /* not blank: almost always, JSON is mostly compact */
         return p;
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
@@ -631,7 +631,7 @@ void sl_json_unescape(const sl_json *j, int t, sl_buf *out)
 static void number_value(const char *p, size_t n, sl_value *out)
 {
     const char *q = p, *end = p + n;
-    bool neg = false;
+    bool neg = false, may_overflow;
     uint64_t v = 0;
     char small[64];
     char *tmp = small;
@@ -640,17 +640,13 @@ static void number_value(const char *p, size_t n, sl_value *out)
         neg = true;
         q++;
     }
-    if (end - q <= 19) { /* 19 digits cannot overflow 64 bits */
-        for (; q < end && is_digit((unsigned char)*q); q++)
-            v = v * 10 + (unsigned)(*q - '0');
-    } else {
-        for (; q < end && is_digit((unsigned char)*q); q++) {
-            unsigned d = (unsigned)(*q - '0');
+    may_overflow = end - q > 19; /* 19 digits always fit in 64 bits */
+    for (; q < end && is_digit((unsigned char)*q); q++) {
+        unsigned d = (unsigned)(*q - '0');
 
-            if (v > (UINT64_MAX - d) / 10)
-                goto dbl;
-            v = v * 10 + d;
-        }
+        if (may_overflow && v > (UINT64_MAX - d) / 10)
+            goto dbl;
+        v = v * 10 + d;
     }
     if (q != end)
         goto dbl;

@@ -344,26 +344,30 @@ EOF
 }
 
 better() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(b == "" || a < b) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+
+# keep PROG: fold the run just timed into PROG's best time (with that run's
+# CPU), largest peak RSS and output count (best_PROG, cpu_PROG, rss_PROG, outs_PROG)
+keep() {
+    local best="best_$1" rss_max="rss_$1"
+    if better "$secs" "${!best}"; then printf -v "best_$1" %s "$secs"; printf -v "cpu_$1" %s "$cpu"; fi
+    [ "$rss" -gt "${!rss_max}" ] && printf -v "rss_$1" %s "$rss"
+    printf -v "outs_$1" %s "$outs"
+}
 
 for r in $(seq 1 "$runs"); do
     run_one pt "$r"
     [ -n "$secs" ] || fail "passthrough run $r: $why"
-    if better "$secs" "$best_pt"; then best_pt=$secs cpu_pt=$cpu; fi
-    [ "$rss" -gt "$rss_pt" ] && rss_pt=$rss
-    outs_pt=$outs
+    keep pt
     run_one sl "$r"
     if [ -z "$secs" ]; then
         why_sl=$why
         break
     fi
-    if better "$secs" "$best_sl"; then best_sl=$secs cpu_sl=$cpu; fi
-    [ "$rss" -gt "$rss_sl" ] && rss_sl=$rss
-    outs_sl=$outs
+    keep sl
     run_one rp "$r"
     [ -n "$secs" ] || fail "replay run $r: $why"
-    if better "$secs" "$best_rp"; then best_rp=$secs cpu_rp=$cpu; fi
-    [ "$rss" -gt "$rss_rp" ] && rss_rp=$rss
-    outs_rp=$outs
+    keep rp
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -389,18 +393,18 @@ echo "| program | input messages | output messages | s to last output | events/s
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 row "passthrough (librdkafka)" "$best_pt" "$rss_pt" "$outs_pt" "$cpu_pt" ""
 if [ -n "$best_sl" ] && [ -z "$why_sl" ]; then
-    ratio=$(awk -v a="$best_pt" -v b="$best_sl" 'BEGIN { printf "%.2fx", a / b }')
-    row "sluice --store none" "$best_sl" "$rss_sl" "$outs_sl" "$cpu_sl" "$ratio"
+    row "sluice --store none" "$best_sl" "$rss_sl" "$outs_sl" "$cpu_sl" "$(ratio "$best_pt" "$best_sl")"
 else
     echo "| sluice --store none | $nmsgs | | | not measured | | | | |"
 fi
 row "replay of sluice's outputs (no processing)" "$best_rp" "$rss_rp" "$outs_rp" "$cpu_rp" \
-    "$(awk -v a="$best_pt" -v b="$best_rp" 'BEGIN { printf "%.2fx", a / b }')"
+    "$(ratio "$best_pt" "$best_rp")"
 echo
 echo "Note: $parts partitions per input topic and for the passthrough's output," \
     "$outparts per output topic of sluice and the replay, ${#topics[@]} input topics, best of $runs runs;" \
     "load average (1/5/15 min) $load_before before, $load_after after, on $(nproc) cores."
 [ -z "$why_sl" ] || echo "Note: sluice: $why_sl"
 if [ -n "$best_sl" ] && [ -z "$why_sl" ]; then
-    awk -v a="$best_rp" -v b="$best_sl" 'BEGIN { printf "Note: sluice/replay %.2fx: the share of the best time this broker and machine allow that sluice reaches.\n", a / b }'
+    echo "Note: sluice/replay $(ratio "$best_rp" "$best_sl"): the share of the best time this" \
+        "broker and machine allow that sluice reaches."
 fi
