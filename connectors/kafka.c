@@ -741,6 +741,16 @@ static const char *const producer_defaults[] = {
     "all",
     "linger.ms",
     "5",
+    /* One produce request at a time per broker. With more, a request that
+     * fails (the partition's leader moved, or a partition just created is
+     * not ready) can be overtaken by the next one; a broker that has no
+     * state yet for this producer on the partition (its first writes there)
+     * accepts that one whatever its sequence number, and librdkafka then
+     * takes the failed request's messages as written too ("implicit ack")
+     * and reports them delivered: they are lost. This lost two records of a
+     * new output topic in a CI run (docs/kafka.md). */
+    "max.in.flight.requests.per.connection",
+    "1",
     /* Outputs waiting for the broker: librdkafka allows 1 GiB. Beyond this
      * the workers wait (backpressure), and memory stays bounded; a second
      * of output at 50,000 events/s is about 35 MB. */
@@ -1086,6 +1096,20 @@ int sl_sink_open_kafka(sl_sink *sink, const sl_kafka_conf *kc, sl_error *err)
     pthread_mutex_init(&ks->acks.mu, NULL);
     ks->acks.cap = 4096;
     ks->acks.done = sl_xcalloc(ks->acks.cap, 1);
+    {
+        char inflight[32];
+        size_t sz = sizeof(inflight);
+
+        if (rd_kafka_conf_get(conf, "max.in.flight.requests.per.connection", inflight, &sz) ==
+                RD_KAFKA_CONF_OK &&
+            atoi(inflight) > 1)
+            fprintf(stderr,
+                    "sluice: warning: kafka.max.in.flight.requests.per.connection=%s: with more "
+                    "than one produce request in flight, librdkafka can report records delivered "
+                    "that the broker never wrote (a failed request overtaken by the next one); "
+                    "sluice's default is 1 (docs/kafka.md)\n",
+                    inflight);
+    }
     ks->partitions = (v = sl_kafka_conf_get(kc, "topic.partitions")) ? atoi(v) : 3;
     ks->replication = (v = sl_kafka_conf_get(kc, "topic.replication")) ? atoi(v) : -1;
     if (ks->partitions < 1) {

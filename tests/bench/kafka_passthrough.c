@@ -12,7 +12,8 @@
  * sluice gives its own (docs/kafka.md): no auto commit, earliest,
  * read_committed, the same prefetch (queued.max.messages.kbytes=32768,
  * fetch.max.bytes=8 MiB) and metadata refresh; idempotent producer,
- * acks=all, linger.ms=5, a 32 MiB producer queue, no message timeout.
+ * acks=all, linger.ms=5, one produce request in flight per broker, a 32
+ * MiB producer queue, no message timeout.
  * About once a second it waits for every delivery (rd_kafka_flush:
  * single-threaded, nothing is produced meanwhile) and then commits the
  * consumed offsets, as sluice's checkpoint does. It exits after
@@ -422,6 +423,7 @@ int main(int argc, char **argv)
     pc = rd_kafka_conf_new();
     if (set(pc, "bootstrap.servers", bootstrap) || set(pc, "enable.idempotence", "true") ||
         set(pc, "acks", "all") || set(pc, "linger.ms", "5") ||
+        set(pc, "max.in.flight.requests.per.connection", "1") ||
         set(pc, "queue.buffering.max.kbytes", "32768") || set(pc, "message.timeout.ms", "0") ||
         set(pc, "client.id", "passthrough"))
         goto out;
