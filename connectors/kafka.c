@@ -18,6 +18,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "../common/buf.h"
 #include "kafka.h"
 
 /* ---- configuration ----------------------------------------------------------- */
@@ -68,10 +69,68 @@ static bool sluice_key(const char *k)
     return strcmp(k, "topic.partitions") == 0 || strcmp(k, "topic.replication") == 0;
 }
 
+/* The properties librdkafka knows for one kind of client only, from its
+ * own table (rd_kafka_conf_properties_show: "NAME | C/P | ...", where the
+ * second column is C, P or *), read once: "\nNAME\n" for each, in one
+ * string per kind. A user's property for the other kind of client is not
+ * given to this one, which would accept it and log a warning at every
+ * start ("... is a consumer property and will be ignored by this producer
+ * instance"). */
+static char *only_consumer, *only_producer;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static void read_scopes(void)
+{
+    char *table = NULL, *line, *next;
+    size_t len = 0;
+    sl_buf c = {0}, p = {0};
+    FILE *f = open_memstream(&table, &len);
+
+    if (f == NULL)
+        return;
+    rd_kafka_conf_properties_show(f);
+    fclose(f);
+    sl_buf_puts(&c, "\n");
+    sl_buf_puts(&p, "\n");
+    for (line = table; line && *line; line = next) {
+        char name[128], scope[8];
+
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (sscanf(line, "%127s | %7s |", name, scope) != 2 || scope[1] != '\0')
+            continue;
+        if (scope[0] == 'C' || scope[0] == 'P') {
+            sl_buf *b = scope[0] == 'C' ? &c : &p;
+
+            sl_buf_puts(b, name);
+            sl_buf_puts(b, "\n");
+        }
+    }
+    free(table);
+    only_consumer = c.data;
+    only_producer = p.data;
+}
+
+/* Is `key` a property librdkafka knows for the other kind of client only? */
+static bool for_the_other(const char *key, bool producer)
+{
+    const char *list;
+    char probe[160];
+
+    pthread_once(&scopes_once, read_scopes);
+    list = producer ? only_consumer : only_producer;
+    if (list == NULL || strlen(key) > sizeof(probe) - 3)
+        return false;
+    snprintf(probe, sizeof(probe), "\n%s\n", key);
+    return strstr(list, probe) != NULL;
+}
+
 /* Build a librdkafka configuration: sluice's defaults first, then every
- * user property (which wins), skipping sluice's own keys. */
+ * user property (which wins), skipping sluice's own keys and the
+ * properties of the other kind of client. */
 static rd_kafka_conf_t *make_conf(const sl_kafka_conf *kc, const char *const *defaults,
-                                  sl_error *err)
+                                  bool producer, sl_error *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512];
@@ -84,7 +143,7 @@ static rd_kafka_conf_t *make_conf(const sl_kafka_conf *kc, const char *const *de
             goto fail;
         }
     for (i = 0; i < kc->n; i++) {
-        if (sluice_key(kc->keys[i]))
+        if (sluice_key(kc->keys[i]) || for_the_other(kc->keys[i], producer))
             continue;
         if (rd_kafka_conf_set(conf, kc->keys[i], kc->values[i], errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK) {
@@ -646,7 +705,7 @@ int sl_input_open_kafka(sl_input *src, const sl_kafka_conf *kc, const char *topi
     if (topics == NULL || *topics == '\0')
         return sl_error_set(err, SL_ERR_USAGE,
                             "Kafka input needs --topics NAME[,NAME...] or --topics '^REGEX'");
-    conf = make_conf(kc, consumer_defaults, err);
+    conf = make_conf(kc, consumer_defaults, false, err);
     if (conf == NULL)
         return -1;
     ks = sl_xcalloc(1, sizeof(*ks));
@@ -1087,7 +1146,7 @@ int sl_sink_open_kafka(sl_sink *sink, const sl_kafka_conf *kc, sl_error *err)
     const char *v;
     char errstr[512];
 
-    conf = make_conf(kc, producer_defaults, err);
+    conf = make_conf(kc, producer_defaults, true, err);
     if (conf == NULL)
         return -1;
     ks = sl_xcalloc(1, sizeof(*ks));
