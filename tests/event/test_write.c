@@ -356,6 +356,11 @@ static void test_row_image_hash(void **state)
         {"{\"op\":\"u\",\"before\":null,\"after\":{\"id\":1,\"n\":\"a\",\"o\":{\"x\": [1, 2]}}}",
          "{\"id\":1,\"n\":\"a\",\"o\":{\"x\":[1,2]}}"},
         {"{\"id\":1,\"n\":\"a\",\"__op\":\"c\",\"__deleted\":\"false\"}", "{\"id\":1,\"n\":\"a\"}"},
+        /* compact, but not its own image: an escape, one blank */
+        {"{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,\"n\":\"\\u0061\"}}",
+         "{\"id\":1,\"n\":\"a\"}"},
+        {"{\"op\":\"c\",\"before\":null,\"after\":{\"id\":1,\"n\":\"a\" }}",
+         "{\"id\":1,\"n\":\"a\"}"},
         {"{\"op\":\"d\",\"before\":{\"id\":1,\"n\":\"a\"},\"after\":null}", NULL},
     };
     uint64_t first = 0;
@@ -387,7 +392,7 @@ static void test_row_image_hash(void **state)
             assert_int_equal(sl_json_parse(&j, img.data, img.len, &err), 0);
             assert_int_equal(h, sl_image_hash(&j, NULL, &scratch));
             sl_json_free(&j);
-            /* rows 1 and 3 are row 0 written otherwise; row 2 has one more column */
+            /* the other rows are row 0 written otherwise; row 2 has one more column */
             if (i == 0)
                 first = h;
             else if (i == 2)
