@@ -806,8 +806,8 @@ static const char *const producer_defaults[] = {
      * state yet for this producer on the partition (its first writes there)
      * accepts that one whatever its sequence number, and librdkafka then
      * takes the failed request's messages as written too ("implicit ack")
-     * and reports them delivered: they are lost. This lost two records of a
-     * new output topic in a CI run (docs/kafka.md). */
+     * and reports them delivered: they are lost. By all the evidence this
+     * lost two records of a new output topic in a CI run (docs/kafka.md). */
     "max.in.flight.requests.per.connection",
     "1",
     /* Outputs waiting for the broker: librdkafka allows 1 GiB. Beyond this
