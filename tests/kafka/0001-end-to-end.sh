@@ -55,6 +55,20 @@ if ! kt_kafka_mode_ok; then
 fi
 kt_check kafka-mode 1 "sluice run --set kafka.bootstrap.servers=... --idle-exit works"
 
+# Producer settings as docs/kafka.md promises: a consumer property (the
+# group.id and session.timeout.ms every test sets) is not given to the
+# producer, so librdkafka logs no CONFWARN; more than one produce request in
+# flight is used but warned about. Kafka output, an empty topic: nothing is
+# produced, the producer only starts.
+kt_sluice_kafka_start "$W/inflight.log" kt-probe --topics kt-probe --idle-exit 2 --store none \
+  --set kafka.max.in.flight.requests.per.connection=5
+kt_wait_exit "$KT_LAST_PID" 60
+rc=$?
+warned=$(grep -c 'warning: kafka.max.in.flight.requests.per.connection=5' "$W/inflight.log")
+confwarn=$(grep -c 'CONFWARN' "$W/inflight.log")
+kt_check producer-settings "$([ $rc -eq 0 ] && [ "$warned" -eq 1 ] && [ "$confwarn" -eq 0 ] &&
+  echo 1 || echo 0)" "exit $rc; in-flight warning said $warned time(s); $confwarn CONFWARN lines"
+
 # (b) two processes in one group, one store. Both join before any record
 # exists, so no rebalance moves partitions while records are in flight, and
 # the exact comparison below is fair (at least once would allow repeats).
@@ -88,6 +102,9 @@ for i in 1 2; do
   [ $rc -eq 0 ] || kt_tail "$W/b$i.log"
 done
 read_n=$(kt_stat_sum read "$W/b1.stats" "$W/b2.stats")
+confwarn=$(cat "$W/b1.log" "$W/b2.log" | grep -c 'CONFWARN')
+kt_check no-confwarn "$([ "$confwarn" -eq 0 ] && echo 1 || echo 0)" \
+  "$confwarn CONFWARN lines from librdkafka in the two processes' logs"
 N=$(wc -l <"$W/plan/file-input.jsonl")
 kt_check kafka-run "$([ "$rcs" = " 0 0" ] && [ "$read_n" -ge "$N" ] && echo 1 || echo 0)" \
   "exit status$rcs; read $read_n of $N (b1 $(kt_stat_sum read "$W/b1.stats"), b2 $(

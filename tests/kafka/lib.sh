@@ -261,11 +261,12 @@ EOF
 # JSONL (topic, partition, offset, key, value, headers), once their end
 # offsets did not move for IDLE seconds (default 2; at most 120 s of waiting).
 kt_consume() {
-  local out=$1 rx=$2 idle=${3:-2} prev="" cur topics since=$SECONDS deadline=$((SECONDS + 120))
+  local out=$1 rx=$2 idle=${3:-2} prev="" cur ends topics since=$SECONDS deadline=$((SECONDS + 120))
   while :; do
     topics=$(python3 "$KT_PROTO" "$KT_BOOTSTRAP" topics "$rx") || return 1
     # shellcheck disable=SC2086
-    cur="$topics $( [ -z "$topics" ] || python3 "$KT_PROTO" "$KT_BOOTSTRAP" end-offsets $topics)"
+    ends=$( [ -z "$topics" ] || python3 "$KT_PROTO" "$KT_BOOTSTRAP" end-offsets $topics)
+    cur="$topics $ends"
     if [ "$cur" != "$prev" ]; then
       prev=$cur
       since=$SECONDS
@@ -275,8 +276,7 @@ kt_consume() {
     sleep 0.5
   done
   [ -n "$topics" ] || { : >"$out"; return 0; }
-  # shellcheck disable=SC2086
-  python3 "$KT_PROTO" "$KT_BOOTSTRAP" end-offsets $topics >"$out.ends" || return 1
+  printf '%s\n' "$ends" >"$out.ends"
   local tmp try
   # The topics are fresh (offsets from 0, no compaction, no transactions):
   # what was read must be every offset below each partition's end. A reader
