@@ -2,7 +2,8 @@
  * sqlite_rows.h - the row documents of the SQLite store.
  *
  * Documents are appended, never updated in place: each batch's documents go
- * into `segs` rows of up to ~3.8 KB (one B-tree leaf, no overflow pages),
+ * into `segs` rows that fit one B-tree page (LZ4-compressed when that is
+ * shorter),
  * and a hash index in memory says where each row's newest document is. A
  * row written again leaves its old entry behind as garbage, which later
  * batches move out of mostly-dead segments (compaction) so that the file
@@ -19,8 +20,13 @@
 
 #include "store.h"
 
+/* `raw`: 0 when `data` holds the entries as they are, else their length
+ * before LZ4 compressed them into `data` (schema version 5). */
 #define SQ_ROWS_SCHEMA                                                                             \
-    "CREATE TABLE IF NOT EXISTS segs(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS segs(id INTEGER PRIMARY KEY, data BLOB NOT NULL,"                  \
+    "  raw INTEGER NOT NULL DEFAULT 0);"
+/* Bring a version-4 `segs` (no `raw`: nothing compressed) up to date. */
+#define SQ_ROWS_SCHEMA_FROM_4 "ALTER TABLE segs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0;"
 
 typedef struct sq_rows sq_rows; /* one per store handle (process-wide index) */
 
@@ -37,6 +43,7 @@ typedef struct sq_rows_sess {
     int64_t next_id;
     size_t seg_bytes; /* a segment closes before an entry takes it past this */
     sl_buf tmp;
+    sl_buf z; /* a segment compressed, or one read from the file expanded */
 } sq_rows_sess;
 
 sq_rows *sq_rows_new(void);

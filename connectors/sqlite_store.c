@@ -24,7 +24,7 @@
 #include "sqlite_rows.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /* Version 1 had a `seen` table (newest position per origin, table and key).
  * Version 2 keeps that inside each row's state document instead, which a
@@ -34,7 +34,10 @@
  * form when it changes), so a sluice that knows only version 2 must not
  * open it. Version 4 keeps the documents in appended segments instead of
  * one `rows` row each under a unique (tbl, key) index; opening a version-2
- * or 3 file moves them over (sq_rows_migrate). */
+ * or 3 file moves them over (sq_rows_migrate). Version 5 may compress a
+ * segment (`segs.raw`), which a sluice that knows only version 4 would
+ * take for damage; opening a version-4 file adds the column, and its old
+ * segments are read as they are. */
 static const char schema_sql[] =
     /* row documents: appended in segments, indexed in memory (sqlite_rows.c) */
     SQ_ROWS_SCHEMA
@@ -227,6 +230,10 @@ static int schema_ensure(sqlite3 *db, const char *path, sl_error *err)
     }
     if (sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
         sq_fail(db, err, "create schema");
+        goto rollback;
+    }
+    if (v == 4 && sqlite3_exec(db, SQ_ROWS_SCHEMA_FROM_4, NULL, NULL, NULL) != SQLITE_OK) {
+        sq_fail(db, err, "migrate schema 4 to 5: add segs.raw");
         goto rollback;
     }
     if ((v == 2 || v == 3) && sq_rows_migrate(db, err) != 0)

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config flex bison python3
   clang llvm libclang-rt-14-dev clang-format
-  libjansson-dev liblua5.4-dev libsqlite3-dev libcmocka-dev sqlite3
+  libjansson-dev liblua5.4-dev libsqlite3-dev liblz4-dev libcmocka-dev sqlite3
   librdkafka-dev kcat
   openjdk-17-jdk-headless maven
   libmongoc-dev libbson-dev

@@ -1006,6 +1006,9 @@ static int one_text(sqlite3 *db, const char *sql, char *out, size_t cap)
 /* A file of schema version 1 (the old `seen` table) opens as version 3:
  * `seen` is gone, progress and inputs are kept, the new tables work. A file
  * from a newer sluice is refused. */
+/* The bytes of the entries in segs, before compression. */
+#define SEG_RAW_BYTES "SELECT sum(CASE raw WHEN 0 THEN length(data) ELSE raw END) FROM segs"
+
 /* The file at path, opened directly, after checking that sluice left it at
  * the current schema version. */
 static sqlite3 *open_current(const char *path)
@@ -1015,7 +1018,7 @@ static sqlite3 *open_current(const char *path)
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(one_text(db, "SELECT v FROM meta WHERE k='schema_version'", v, sizeof(v)), 1);
-    assert_string_equal(v, "4");
+    assert_string_equal(v, "5");
     return db;
 }
 
@@ -1083,11 +1086,11 @@ static void test_sqlite_migrate(void **state)
                      1);
     assert_string_equal(v, "4");
     /* a file a newer sluice wrote */
-    exec_ok(db, "UPDATE meta SET v='5' WHERE k='schema_version'");
+    exec_ok(db, "UPDATE meta SET v='6' WHERE k='schema_version'");
     sqlite3_close(db);
     assert_int_equal(sl_store_open(&st, uri, &err), -1);
     assert_int_equal(err.code, SL_ERR_STORE);
-    assert_non_null(strstr(err.msg, "schema version 5"));
+    assert_non_null(strstr(err.msg, "schema version 6"));
     sl_buf_free(&b);
     unlink(path);
 }
@@ -1166,6 +1169,135 @@ static void test_sqlite_migrate_v3(void **state)
     unlink(path);
 }
 
+/* Version 4 stored every segment as it is; version 5 compresses them and
+ * says so in `segs.raw`. Opening a version-4 file adds the column, reads
+ * its old segments as they are, and writes new ones compressed. */
+static void test_sqlite_migrate_v4(void **state)
+{
+    char path[512], uri[600], v[64], doc[400];
+    sqlite3 *db;
+    sl_store st = {0};
+    sl_error err = {0};
+    void *sess;
+    sl_buf b = SL_BUF_INIT, all = SL_BUF_INIT;
+    sl_seen rows[1];
+    size_t i;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* one segment of two entries: varint length + bytes of table, key, doc */
+    exec_ok(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                "CREATE TABLE segs(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+                "INSERT INTO meta VALUES('schema_version', '4');"
+                "INSERT INTO segs VALUES(1, CAST("
+                "  X'03' || 's.t' || X'08' || '{\"id\":1}' || X'03' || 'one' ||"
+                "  X'03' || 's.t' || X'08' || '{\"id\":2}' || X'03' || 'two' AS BLOB));");
+    sqlite3_close(db);
+    for (i = 0; i + 1 < sizeof(doc); i++)
+        doc[i] = "central store_01 "[i % 17];
+    doc[sizeof(doc) - 1] = '\0';
+    rows[0] = seen("central", "s.t", "{\"id\":2}", "0009", "db1", doc);
+
+    if (sl_store_open(&st, uri, &err) != 0)
+        print_error("%s\n", err.msg);
+    assert_non_null(st.ops);
+    sess = st.ops->session_open(st.self, &err);
+    assert_non_null(sess);
+    assert_int_equal(st.ops->row_get(sess, S("s.t"), S("{\"id\":1}"), &b, &err), 1);
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "one", 3);
+    assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
+
+    db = open_current(path);
+    assert_int_equal(one_text(db, "SELECT raw FROM segs WHERE id = 1", v, sizeof(v)), 1);
+    assert_string_equal(v, "0");
+    /* the new segment: one entry, compressed to well under its length */
+    assert_int_equal(one_text(db, "SELECT raw FROM segs WHERE id = 2", v, sizeof(v)), 1);
+    assert_int_equal(atol(v), 1 + 3 + 1 + 8 + 2 + (long)strlen(doc));
+    assert_int_equal(
+        one_text(db, "SELECT length(data) * 4 < raw FROM segs WHERE id = 2", v, sizeof(v)), 1);
+    assert_string_equal(v, "1");
+    sqlite3_close(db);
+
+    /* a new handle reads both kinds */
+    assert_int_equal(sl_store_open(&st, uri, &err), 0);
+    sess = st.ops->session_open(st.self, &err);
+    assert_non_null(sess);
+    assert_int_equal(st.ops->rows_each(sess, "s.t", collect_rows, &all, &err), 0);
+    {
+        static const char head[] = "s.t|{\"id\":1}|one\ns.t|{\"id\":2}|";
+        size_t hl = sizeof(head) - 1;
+
+        assert_int_equal(all.len, hl + strlen(doc) + 1);
+        assert_memory_equal(all.data, head, hl);
+        assert_memory_equal(all.data + hl, doc, strlen(doc));
+    }
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
+    sl_buf_free(&b);
+    sl_buf_free(&all);
+    unlink(path);
+}
+
+/* A damaged compressed segment is an error that names it, never a wrong
+ * document: whether its bytes or its length were changed. */
+static void corrupt_one(const char *path, const char *uri, const char *damage, const char *want)
+{
+    sqlite3 *db;
+    sl_store st = {0};
+    sl_error err = {0};
+    void *sess;
+    sl_buf b = SL_BUF_INIT;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, damage);
+    sqlite3_close(db);
+    assert_int_equal(sl_store_open(&st, uri, &err), 0);
+    sess = st.ops->session_open(st.self, &err);
+    assert_non_null(sess);
+    assert_int_equal(st.ops->row_get(sess, S("s.z"), S("{\"id\":1}"), &b, &err), -1);
+    assert_int_equal(err.code, SL_ERR_STORE);
+    if (strstr(err.msg, want) == NULL)
+        fail_msg("message \"%s\" does not say \"%s\"", err.msg, want);
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
+    sl_buf_free(&b);
+}
+
+static void test_sqlite_corrupt_segment(void **state)
+{
+    char path[512], uri[600], doc[300];
+    sl_store st = {0};
+    sl_error err = {0};
+    void *sess;
+    sl_seen rows[1];
+
+    (void)state;
+    memset(doc, 'z', sizeof(doc) - 1);
+    doc[sizeof(doc) - 1] = '\0';
+    rows[0] = seen("central", "s.z", "{\"id\":1}", "0001", "db1", doc);
+    snprintf(path, sizeof(path), "%s/corrupt.db", tmpdir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    unlink(path);
+    assert_int_equal(sl_store_open(&st, uri, &err), 0);
+    sess = st.ops->session_open(st.self, &err);
+    assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
+
+    corrupt_one(path, uri, "UPDATE segs SET raw = raw + 1",
+                "segment 1 is corrupt (LZ4 could not expand it to");
+    corrupt_one(path, uri, "UPDATE segs SET raw = 1000000000", "segment 1 is corrupt (");
+    corrupt_one(path, uri, "UPDATE segs SET raw = 320, data = zeroblob(length(data))",
+                "segment 1 is corrupt");
+    unlink(path);
+}
+
 /* Two handles on one file behave as two processes do: each has its own
  * index, and sees what the other appended. A row rewritten many times
  * leaves garbage that later batches compact: the file stays near its live
@@ -1227,15 +1359,18 @@ static void test_sqlite_segments(void **state)
     sl_store_destroy(&b);
 
     /* 20,200 documents of ~32 bytes were written; without compaction the
-     * segments would hold ~650 KB. Garbage may reach the larger of the
-     * live entries and 4,096 before compaction starts. */
+     * segments would hold ~650 KB before compression. Garbage may reach the
+     * larger of the live entries and 4,096 before compaction starts. */
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(one_text(db, "SELECT sum(length(data)) FROM segs", v, sizeof(v)), 1);
+    assert_int_equal(one_text(db, SEG_RAW_BYTES, v, sizeof(v)), 1);
     bytes = atol(v);
+    assert_int_equal(one_text(db, "SELECT sum(length(data)) FROM segs", v, sizeof(v)), 1);
     if (verbose)
-        print_message("[   INFO   ] segments hold %ld bytes\n", bytes);
+        print_message("[   INFO   ] segments hold %ld bytes, %s compressed\n", bytes, v);
     assert_true(bytes > NROWS * 30);
     assert_true(bytes < (4096 + 2 * NROWS + 2 * BATCH + 64) * 34);
+    /* the documents differ in a few digits: compressed, well under half */
+    assert_true(atol(v) * 2 < bytes);
     sqlite3_close(db);
 
     /* a new handle builds its index from the file */
@@ -1294,9 +1429,14 @@ static void seg_sizes(const char *path, int page, long seg_max)
     db = open_current(path);
     assert_int_equal(one_text(db, "PRAGMA page_size", v, sizeof(v)), 1);
     assert_int_equal(atoi(v), page);
-    assert_int_equal(one_text(db, "SELECT max(length(data)) FROM segs", v, sizeof(v)), 1);
+    assert_int_equal(
+        one_text(db, "SELECT max(CASE raw WHEN 0 THEN length(data) ELSE raw END) FROM segs", v,
+                 sizeof(v)),
+        1);
     assert_true(atol(v) <= seg_max);
     assert_true(atol(v) > seg_max - 200); /* filled: ~180-byte entries */
+    assert_int_equal(one_text(db, "SELECT max(length(data)) FROM segs", v, sizeof(v)), 1);
+    assert_true(atol(v) <= seg_max);
     sqlite3_close(db);
     unlink(path);
 }
@@ -1445,10 +1585,13 @@ static void rm_tmpdir(void)
 
 int main(int argc, char **argv)
 {
-    const struct CMUnitTest sqlite_tests[] = {
-        CONTRACT(SQLITE_TEST) cmocka_unit_test(test_sqlite_migrate),
-        cmocka_unit_test(test_sqlite_migrate_v3), cmocka_unit_test(test_sqlite_segments),
-        cmocka_unit_test(test_sqlite_page_size)};
+    const struct CMUnitTest sqlite_tests[] = {CONTRACT(SQLITE_TEST)
+                                                  cmocka_unit_test(test_sqlite_migrate),
+                                              cmocka_unit_test(test_sqlite_migrate_v3),
+                                              cmocka_unit_test(test_sqlite_migrate_v4),
+                                              cmocka_unit_test(test_sqlite_corrupt_segment),
+                                              cmocka_unit_test(test_sqlite_segments),
+                                              cmocka_unit_test(test_sqlite_page_size)};
     const struct CMUnitTest mongo_tests[] = {CONTRACT(MONGO_TEST)};
     const struct CMUnitTest open_tests[] = {cmocka_unit_test(test_open_errors)};
     const char *tmp = getenv("TMPDIR");

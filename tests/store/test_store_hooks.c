@@ -45,8 +45,14 @@ static void write_round(const sl_store *st, void *sess, int round, size_t pad)
         for (j = 0; j < BATCH; j++) {
             int n = snprintf(docs[j], sizeof(docs[j]), "round %03d row %03d", round, i + j);
 
-            while ((size_t)n < pad && n < (int)sizeof(docs[j]) - 1)
-                docs[j][n++] = '.';
+            uint32_t x = (uint32_t)(round * NROWS + i + j) * 2654435761u + 1;
+
+            /* letters that do not repeat: the store compresses its segments,
+             * and the log must grow by about what is written */
+            while ((size_t)n < pad && n < (int)sizeof(docs[j]) - 1) {
+                x = x * 1664525u + 1013904223u;
+                docs[j][n++] = (char)('a' + (x >> 27) % 26);
+            }
             docs[j][n] = '\0';
             rows[j] = seen("central", "s.t", keys[i + j], "", "db", docs[j]);
         }
