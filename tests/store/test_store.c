@@ -1022,6 +1022,47 @@ static sqlite3 *open_current(const char *path)
     return db;
 }
 
+/* A file as an older sluice left it: name under tmpdir, made by sql, still
+ * open for more. path and uri (sizes 512 and 600) name it. */
+static sqlite3 *old_file(const char *name, const char *sql, char *path, char *uri)
+{
+    sqlite3 *db;
+
+    snprintf(path, 512, "%s/%s", tmpdir, name);
+    snprintf(uri, 600, "sqlite:%s", path);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_ok(db, sql);
+    return db;
+}
+
+/* The store at uri and a session on it, which must open. */
+static void *open_ok(sl_store *st, const char *uri)
+{
+    sl_error err = {0};
+    void *sess;
+
+    if (sl_store_open(st, uri, &err) != 0)
+        print_error("%s\n", err.msg);
+    assert_non_null(st->ops);
+    sess = st->ops->session_open(st->self, &err);
+    assert_non_null(sess);
+    return sess;
+}
+
+/* Row (table, key) has the document of len bytes at want. */
+static void row_is(const sl_store *st, void *sess, const char *table, const char *key,
+                   const char *want, size_t len)
+{
+    sl_buf b = SL_BUF_INIT;
+    sl_error err = {0};
+
+    assert_int_equal(st->ops->row_get(sess, S(table), S(key), &b, &err), 1);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, want, len);
+    sl_buf_free(&b);
+}
+
 static void test_sqlite_migrate(void **state)
 {
     char path[512], uri[600], v[64];
@@ -1035,22 +1076,21 @@ static void test_sqlite_migrate(void **state)
     fx f = {0};
     char *got;
 
-    snprintf(path, sizeof(path), "%s/v1.db", tmpdir);
-    snprintf(uri, sizeof(uri), "sqlite:%s", path);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    exec_ok(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
-                "CREATE TABLE seen(origin TEXT NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL,"
-                "  pos BLOB NOT NULL, PRIMARY KEY(origin, tbl, key)) WITHOUT ROWID;"
-                "CREATE TABLE progress(origin TEXT NOT NULL, part TEXT NOT NULL, pos BLOB NOT NULL,"
-                "  events INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-                "  PRIMARY KEY(origin, part)) WITHOUT ROWID;"
-                "CREATE TABLE inputs(input TEXT PRIMARY KEY, fp INTEGER NOT NULL,"
-                "  done INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
-                "INSERT INTO meta VALUES('schema_version', '1');"
-                "INSERT INTO seen VALUES('central', 's.t', '{\"id\":1}', X'3031');"
-                "INSERT INTO progress VALUES('central', 'db1', X'30303037', 12, 1);"
-                "INSERT INTO inputs VALUES('in/a', 5, 99, 1);");
+    db = old_file(
+        "v1.db",
+        "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+        "CREATE TABLE seen(origin TEXT NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL,"
+        "  pos BLOB NOT NULL, PRIMARY KEY(origin, tbl, key)) WITHOUT ROWID;"
+        "CREATE TABLE progress(origin TEXT NOT NULL, part TEXT NOT NULL, pos BLOB NOT NULL,"
+        "  events INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+        "  PRIMARY KEY(origin, part)) WITHOUT ROWID;"
+        "CREATE TABLE inputs(input TEXT PRIMARY KEY, fp INTEGER NOT NULL,"
+        "  done INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', '1');"
+        "INSERT INTO seen VALUES('central', 's.t', '{\"id\":1}', X'3031');"
+        "INSERT INTO progress VALUES('central', 'db1', X'30303037', 12, 1);"
+        "INSERT INTO inputs VALUES('in/a', 5, 99, 1);",
+        path, uri);
     sqlite3_close(db);
 
     if (sl_store_open(&st, uri, &err) != 0)
@@ -1110,18 +1150,16 @@ static void test_sqlite_migrate_v3(void **state)
     sl_seen rows[] = {seen("central", "s.t", "{\"id\":2}", "0009", "db1", "two-new")};
     int i;
 
-    snprintf(path, sizeof(path), "%s/v3.db", tmpdir);
-    snprintf(uri, sizeof(uri), "sqlite:%s", path);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    exec_ok(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
-                "CREATE TABLE rows(tbl TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
-                "  updated_ms INTEGER NOT NULL);"
-                "CREATE UNIQUE INDEX rows_key ON rows(tbl, key);"
-                "INSERT INTO meta VALUES('schema_version', '3');"
-                "INSERT INTO rows VALUES('s.t', '{\"id\":1}', X'0053030102', 1);"
-                "INSERT INTO rows VALUES('s.t', '{\"id\":2}', 'two', 1);"
-                "INSERT INTO rows VALUES('s.u', '{\"id\":1}', '{\"v\":2}', 1);");
+    db = old_file("v3.db",
+                  "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                  "CREATE TABLE rows(tbl TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,"
+                  "  updated_ms INTEGER NOT NULL);"
+                  "CREATE UNIQUE INDEX rows_key ON rows(tbl, key);"
+                  "INSERT INTO meta VALUES('schema_version', '3');"
+                  "INSERT INTO rows VALUES('s.t', '{\"id\":1}', X'0053030102', 1);"
+                  "INSERT INTO rows VALUES('s.t', '{\"id\":2}', 'two', 1);"
+                  "INSERT INTO rows VALUES('s.u', '{\"id\":1}', '{\"v\":2}', 1);",
+                  path, uri);
     /* enough rows to fill several segments */
     for (i = 0; i < 100; i++) {
         char sql[256];
@@ -1132,17 +1170,9 @@ static void test_sqlite_migrate_v3(void **state)
     }
     sqlite3_close(db);
 
-    if (sl_store_open(&st, uri, &err) != 0)
-        print_error("%s\n", err.msg);
-    assert_non_null(st.ops);
-    sess = st.ops->session_open(st.self, &err);
-    assert_non_null(sess);
-    assert_int_equal(st.ops->row_get(sess, S("s.t"), S("{\"id\":1}"), &b, &err), 1);
-    assert_int_equal(b.len, 5);
-    assert_memory_equal(b.data, "\x00\x53\x03\x01\x02", 5);
-    assert_int_equal(st.ops->row_get(sess, S("s.u"), S("{\"id\":1}"), &b, &err), 1);
-    assert_int_equal(b.len, 7);
-    assert_memory_equal(b.data, "{\"v\":2}", 7);
+    sess = open_ok(&st, uri);
+    row_is(&st, sess, "s.t", "{\"id\":1}", "\x00\x53\x03\x01\x02", 5);
+    row_is(&st, sess, "s.u", "{\"id\":1}", "{\"v\":2}", 7);
     assert_int_equal(st.ops->row_get(sess, S("s.many"), S("{\"id\":077}"), &b, &err), 1);
     assert_int_equal(b.len, 100);
     assert_memory_equal(b.data + 98, "77", 2);
@@ -1179,36 +1209,28 @@ static void test_sqlite_migrate_v4(void **state)
     sl_store st = {0};
     sl_error err = {0};
     void *sess;
-    sl_buf b = SL_BUF_INIT, all = SL_BUF_INIT;
+    sl_buf all = SL_BUF_INIT;
     sl_seen rows[1];
     size_t i;
 
     (void)state;
-    snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
-    snprintf(uri, sizeof(uri), "sqlite:%s", path);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     /* one segment of two entries: varint length + bytes of table, key, doc */
-    exec_ok(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
-                "CREATE TABLE segs(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
-                "INSERT INTO meta VALUES('schema_version', '4');"
-                "INSERT INTO segs VALUES(1, CAST("
-                "  X'03' || 's.t' || X'08' || '{\"id\":1}' || X'03' || 'one' ||"
-                "  X'03' || 's.t' || X'08' || '{\"id\":2}' || X'03' || 'two' AS BLOB));");
+    db = old_file("v4.db",
+                  "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                  "CREATE TABLE segs(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+                  "INSERT INTO meta VALUES('schema_version', '4');"
+                  "INSERT INTO segs VALUES(1, CAST("
+                  "  X'03' || 's.t' || X'08' || '{\"id\":1}' || X'03' || 'one' ||"
+                  "  X'03' || 's.t' || X'08' || '{\"id\":2}' || X'03' || 'two' AS BLOB));",
+                  path, uri);
     sqlite3_close(db);
     for (i = 0; i + 1 < sizeof(doc); i++)
         doc[i] = "central store_01 "[i % 17];
     doc[sizeof(doc) - 1] = '\0';
     rows[0] = seen("central", "s.t", "{\"id\":2}", "0009", "db1", doc);
 
-    if (sl_store_open(&st, uri, &err) != 0)
-        print_error("%s\n", err.msg);
-    assert_non_null(st.ops);
-    sess = st.ops->session_open(st.self, &err);
-    assert_non_null(sess);
-    assert_int_equal(st.ops->row_get(sess, S("s.t"), S("{\"id\":1}"), &b, &err), 1);
-    assert_int_equal(b.len, 3);
-    assert_memory_equal(b.data, "one", 3);
+    sess = open_ok(&st, uri);
+    row_is(&st, sess, "s.t", "{\"id\":1}", "one", 3);
     assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
     st.ops->session_close(sess);
     sl_store_destroy(&st);
@@ -1225,9 +1247,7 @@ static void test_sqlite_migrate_v4(void **state)
     sqlite3_close(db);
 
     /* a new handle reads both kinds */
-    assert_int_equal(sl_store_open(&st, uri, &err), 0);
-    sess = st.ops->session_open(st.self, &err);
-    assert_non_null(sess);
+    sess = open_ok(&st, uri);
     assert_int_equal(st.ops->rows_each(sess, "s.t", collect_rows, &all, &err), 0);
     {
         static const char head[] = "s.t|{\"id\":1}|one\ns.t|{\"id\":2}|";
@@ -1239,7 +1259,6 @@ static void test_sqlite_migrate_v4(void **state)
     }
     st.ops->session_close(sess);
     sl_store_destroy(&st);
-    sl_buf_free(&b);
     sl_buf_free(&all);
     unlink(path);
 }
