@@ -27,6 +27,14 @@ static void put_raw(wctx *w, int t)
     sl_buf_append(w->out, s.p, s.len);
 }
 
+/* An operation letter as a JSON string ("c", "u", "d"). */
+static void put_op(sl_buf *out, char op)
+{
+    char q[3] = {'"', op, '"'};
+
+    sl_buf_append(out, q, 3);
+}
+
 static void put_string(wctx *w, int t)
 {
     if (!w->canon || !w->j->tok[t].escaped) {
@@ -586,7 +594,7 @@ static void put_payload_version(wctx *w, const sl_event *ev, const sl_colsel *se
             put_raw(w, k);
             sl_buf_putc(w->out, ':');
             if (name.len == 4 && memcmp(name.p, "__op", 4) == 0)
-                sl_buf_printf(w->out, "\"%c\"", op);
+                put_op(w->out, op);
             else if (name.len == 9 && memcmp(name.p, "__deleted", 9) == 0)
                 sl_buf_puts(w->out, op == 'd' ? "\"true\"" : "\"false\"");
             else
@@ -612,7 +620,7 @@ static void put_payload_version(wctx *w, const sl_event *ev, const sl_colsel *se
         put_raw(w, k);
         sl_buf_putc(w->out, ':');
         if (is_op) {
-            sl_buf_printf(w->out, "\"%c\"", op);
+            put_op(w->out, op);
             seen_op = true;
         } else if (iw && ((is_after && op != 'd') || (is_before && op == 'd'))) {
             put_row(iw, 0, sel, false);
@@ -620,8 +628,12 @@ static void put_payload_version(wctx *w, const sl_event *ev, const sl_colsel *se
             sl_buf_puts(w->out, "null");
         }
     }
-    if (!seen_op)
-        sl_buf_printf(w->out, "%s\"op\":\"%c\"", first ? "" : ",", op);
+    if (!seen_op) {
+        if (!first)
+            sl_buf_putc(w->out, ',');
+        sl_buf_append(w->out, "\"op\":", 5);
+        put_op(w->out, op);
+    }
     sl_buf_putc(w->out, '}');
 }
 

@@ -1035,6 +1035,21 @@ typedef struct vinfo {
     sl_str pos;
 } vinfo;
 
+/* v in decimal at out (room for 20 digits); returns the length. */
+static size_t dec_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* One output per site in dests: the change as received (img NULL), or the
  * version whose parsed image is img (op 'u'; 'd' with img NULL and del). */
 static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests, const sl_json *img, char op,
@@ -1049,7 +1064,7 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests, const sl_json
     const sl_colsel *rsel[8];
     size_t roff[8], rlen[8], nr = 0, i;
     size_t key_off, key_len;
-    size_t d;
+    size_t d, vlen;
     char vbuf[24];
 
     key_off = w->out.len;
@@ -1058,7 +1073,7 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests, const sl_json
     else
         sl_buf_append(&w->out, it->key.data, it->key.len);
     key_len = w->out.len - key_off;
-    snprintf(vbuf, sizeof(vbuf), "%lld", (long long)vi->v);
+    vlen = vi->v > 0 ? dec_u64(vbuf, (uint64_t)vi->v) : 0;
 
     for (d = 0; d < p->nsites; d++) {
         const sl_colsel *sel;
@@ -1102,7 +1117,7 @@ static void emit(sl_proc *w, sl_item *it, const sl_siteset *dests, const sl_json
         add_hdr(w, o, "sluice.origin", origin, strlen(origin));
         add_hdr(w, o, "sluice.rules", p->version, strlen(p->version));
         if (vi->v > 0)
-            add_hdr(w, o, "sluice.version", vbuf, strlen(vbuf));
+            add_hdr(w, o, "sluice.version", vbuf, vlen);
         /* the change's source position: with the version, what lets an
          * applier drop a repeat of this at-least-once delivery */
         if (vi->pos.len)
