@@ -1003,9 +1003,6 @@ static int one_text(sqlite3 *db, const char *sql, char *out, size_t cap)
     return rc == SQLITE_ROW;
 }
 
-/* A file of schema version 1 (the old `seen` table) opens as version 3:
- * `seen` is gone, progress and inputs are kept, the new tables work. A file
- * from a newer sluice is refused. */
 /* The bytes of the entries in segs, before compression. */
 #define SEG_RAW_BYTES "SELECT sum(CASE raw WHEN 0 THEN length(data) ELSE raw END) FROM segs"
 
@@ -1063,6 +1060,9 @@ static void row_is(const sl_store *st, void *sess, const char *table, const char
     sl_buf_free(&b);
 }
 
+/* A file of schema version 1 (the old `seen` table) opens at the current
+ * version: `seen` is gone, progress and inputs are kept, the new tables
+ * work. A file from a newer sluice is refused. */
 static void test_sqlite_migrate(void **state)
 {
     char path[512], uri[600], v[64];
@@ -1276,9 +1276,7 @@ static void corrupt_one(const char *path, const char *uri, const char *damage, c
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     exec_ok(db, damage);
     sqlite3_close(db);
-    assert_int_equal(sl_store_open(&st, uri, &err), 0);
-    sess = st.ops->session_open(st.self, &err);
-    assert_non_null(sess);
+    sess = open_ok(&st, uri);
     assert_int_equal(st.ops->row_get(sess, S("s.z"), S("{\"id\":1}"), &b, &err), -1);
     assert_int_equal(err.code, SL_ERR_STORE);
     if (strstr(err.msg, want) == NULL)
@@ -1303,8 +1301,7 @@ static void test_sqlite_corrupt_segment(void **state)
     snprintf(path, sizeof(path), "%s/corrupt.db", tmpdir);
     snprintf(uri, sizeof(uri), "sqlite:%s", path);
     unlink(path);
-    assert_int_equal(sl_store_open(&st, uri, &err), 0);
-    sess = st.ops->session_open(st.self, &err);
+    sess = open_ok(&st, uri);
     assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
     st.ops->session_close(sess);
     sl_store_destroy(&st);
