@@ -1286,31 +1286,70 @@ static void corrupt_one(const char *path, const char *uri, const char *damage, c
     sl_buf_free(&b);
 }
 
-static void test_sqlite_corrupt_segment(void **state)
+/* A new file under tmpdir holding one row, {"id":1} of table, with doc. */
+static void one_row_file(const char *name, const char *table, const char *doc, char *path,
+                         char *uri)
 {
-    char path[512], uri[600], doc[300];
     sl_store st = {0};
     sl_error err = {0};
-    void *sess;
     sl_seen rows[1];
+    void *sess;
 
-    (void)state;
-    memset(doc, 'z', sizeof(doc) - 1);
-    doc[sizeof(doc) - 1] = '\0';
-    rows[0] = seen("central", "s.z", "{\"id\":1}", "0001", "db1", doc);
-    snprintf(path, sizeof(path), "%s/corrupt.db", tmpdir);
-    snprintf(uri, sizeof(uri), "sqlite:%s", path);
+    rows[0] = seen("central", table, "{\"id\":1}", "0001", "db1", doc);
+    snprintf(path, 512, "%s/%s", tmpdir, name);
+    snprintf(uri, 600, "sqlite:%s", path);
     unlink(path);
     sess = open_ok(&st, uri);
     assert_int_equal(st.ops->seen_put(sess, rows, 1, NULL, 0, &err), 0);
     st.ops->session_close(sess);
     sl_store_destroy(&st);
+}
+
+static void test_sqlite_corrupt_segment(void **state)
+{
+    char path[512], uri[600], doc[300];
+
+    (void)state;
+    memset(doc, 'z', sizeof(doc) - 1);
+    doc[sizeof(doc) - 1] = '\0';
+    one_row_file("corrupt.db", "s.z", doc, path, uri);
 
     corrupt_one(path, uri, "UPDATE segs SET raw = raw + 1",
                 "segment 1 is corrupt (LZ4 could not expand it to");
-    corrupt_one(path, uri, "UPDATE segs SET raw = 1000000000", "segment 1 is corrupt (");
+    corrupt_one(path, uri, "UPDATE segs SET raw = 1000000000",
+                "bytes cannot expand to 1000000000)");
     corrupt_one(path, uri, "UPDATE segs SET raw = 320, data = zeroblob(length(data))",
                 "segment 1 is corrupt");
+    unlink(path);
+}
+
+/* A segment that LZ4 cannot shorten (bytes without repeats) is stored as it
+ * is, `raw` 0, and reads back. */
+static void test_sqlite_incompressible(void **state)
+{
+    char path[512], uri[600], v[64], doc[300];
+    sl_store st = {0};
+    sqlite3 *db;
+    void *sess;
+    uint32_t x = 12345;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i + 1 < sizeof(doc); i++) {
+        x = x * 1664525u + 1013904223u;
+        doc[i] = (char)('!' + (x >> 24) % 94);
+    }
+    doc[sizeof(doc) - 1] = '\0';
+    one_row_file("random.db", "s.r", doc, path, uri);
+
+    db = open_current(path);
+    assert_int_equal(one_text(db, "SELECT raw || ' ' || length(data) FROM segs", v, sizeof(v)), 1);
+    assert_string_equal(v, "0 314"); /* 1 + 3 + 1 + 8 + 2 + 299 bytes, as they are */
+    sqlite3_close(db);
+    sess = open_ok(&st, uri);
+    row_is(&st, sess, "s.r", "{\"id\":1}", doc, strlen(doc));
+    st.ops->session_close(sess);
+    sl_store_destroy(&st);
     unlink(path);
 }
 
@@ -1606,6 +1645,7 @@ int main(int argc, char **argv)
                                               cmocka_unit_test(test_sqlite_migrate_v3),
                                               cmocka_unit_test(test_sqlite_migrate_v4),
                                               cmocka_unit_test(test_sqlite_corrupt_segment),
+                                              cmocka_unit_test(test_sqlite_incompressible),
                                               cmocka_unit_test(test_sqlite_segments),
                                               cmocka_unit_test(test_sqlite_page_size)};
     const struct CMUnitTest mongo_tests[] = {CONTRACT(MONGO_TEST)};
