@@ -29,6 +29,18 @@ void *sl_xcalloc(size_t n, size_t size)
     return p;
 }
 
+void *sl_xcalloc_written(size_t n, size_t size)
+{
+    size_t bytes;
+    void *p;
+
+    if (__builtin_mul_overflow(n ? n : 1, size ? size : 1, &bytes))
+        oom();
+    p = sl_xmalloc(bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
 void *sl_xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);

@@ -108,6 +108,11 @@ char *sl_buf_steal(sl_buf *b, size_t *len);
 /* Helpers that abort on allocation failure (see above). */
 void *sl_xmalloc(size_t n);
 void *sl_xcalloc(size_t n, size_t size);
+/* Like sl_xcalloc, for a table probed before it is written (a hash
+ * table): the zeros are written here. calloc may map fresh pages to the
+ * shared zero page on their first read; the first write to each then faults
+ * again and flushes the TLB of every CPU the process runs on. */
+void *sl_xcalloc_written(size_t n, size_t size);
 void *sl_xrealloc(void *p, size_t n);
 char *sl_xstrdup(const char *s);
 char *sl_xstrndup(const char *s, size_t n);

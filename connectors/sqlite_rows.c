@@ -267,7 +267,7 @@ static void ix_reserve(sq_rows *r, uint64_t h1)
     if ((pt->n + 1) * 4 <= pt->cap * 3)
         return;
     pt->cap = oldcap ? oldcap * 2 : 64;
-    pt->ix = sl_xcalloc(pt->cap, sizeof(*pt->ix));
+    pt->ix = sl_xcalloc_written(pt->cap, sizeof(*pt->ix));
     for (i = 0; i < oldcap; i++)
         if (old[i].loc)
             *part_slot(pt, old[i].h1, old[i].h2t) = old[i];

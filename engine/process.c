@@ -312,7 +312,7 @@ sl_proc *sl_proc_new(const sl_store *store, void *sess)
     sl_proc_set_cache_limit(w, 0, 0);
     sl_pool_init(&w->arena);
     sl_json_init(&w->imgj);
-    w->cache = sl_xcalloc(CACHE_BUCKETS, sizeof(*w->cache));
+    w->cache = sl_xcalloc_written(CACHE_BUCKETS, sizeof(*w->cache));
     if (store && sess) {
         bool any = false;
         sl_error e;
@@ -753,7 +753,7 @@ static void known_add(sl_proc *w, uint64_t h)
         size_t oldcap = w->capknown, k;
 
         w->capknown = oldcap ? oldcap * 2 : 4096;
-        w->known = sl_xcalloc(w->capknown, sizeof(*w->known));
+        w->known = sl_xcalloc_written(w->capknown, sizeof(*w->known));
         w->nknown = 0;
         for (k = 0; k < oldcap; k++)
             if (old[k]) {
