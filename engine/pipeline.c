@@ -137,6 +137,10 @@ struct engine {
     batch *rd_batch;           /* the reader's batch being filled (reader only) */
     size_t nfree;              /* guarded by mu: batches in the free list */
     void *rd_sess;             /* the reader's store session */
+    /* The reader's stream of its last message and that message's position,
+     * not yet published in the stream's max_pos (reader only; publish_read) */
+    input *rd_in;
+    int64_t rd_max;
 };
 
 static void fail(engine *e, const sl_error *err)
@@ -192,6 +196,20 @@ static void release(engine *e, batch *b)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Reader, under engine.mu: the newest position read from its current
+ * stream becomes that stream's max_pos. Every message since it was last
+ * published is in the batch being filled, which is in use and holds the
+ * stream's smallest position of it: the checkpoint stays below them. */
+static void publish_read(engine *e)
+{
+    if (e->rd_in == NULL)
+        return;
+    if (e->rd_max > e->rd_in->max_pos)
+        e->rd_in->max_pos = e->rd_max;
+    e->cur_input = e->rd_in;
+    e->cur_pos = e->rd_max;
+}
+
 /* Reader: queue a filled batch for decoding (an empty one goes back). */
 static void submit(engine *e, batch *b)
 {
@@ -200,6 +218,7 @@ static void submit(engine *e, batch *b)
         return;
     }
     pthread_mutex_lock(&e->mu);
+    publish_read(e);
     b->seq = e->next_batch_seq++;
     b->next = NULL;
     if (e->dq_tail)
@@ -554,8 +573,22 @@ static void *reader_main(void *arg)
         }
         if (b == NULL && (b = e->rd_batch = acquire(e)) == NULL)
             break; /* stopping: this line is not taken, the next run redoes it */
+        in = e->rd_in;
+        if (in != NULL && b->nins > 0 && b->ins[b->nins - 1].in == in &&
+            strcmp(in->name, msg.input) == 0) {
+            /* the stream of the last message, already in this batch: no
+             * lock per message (the workers take the same one); its max_pos
+             * follows with the batch (publish_read) */
+            e->rd_max = msg.pos;
+            add_line(b, &msg, in->name);
+            if (b->n == b->cap) {
+                submit(e, b);
+                e->rd_batch = NULL;
+            }
+            continue;
+        }
         pthread_mutex_lock(&e->mu);
-        in = e->cur_input;
+        publish_read(e);
         if (in == NULL || strcmp(in->name, msg.input) != 0) {
             in = find_input(e, msg.input);
             if (in == NULL) {
@@ -567,13 +600,12 @@ static void *reader_main(void *arg)
                 in->next = e->inputs;
                 e->inputs = in;
             }
-            e->cur_input = in;
         }
         /* the message is in a batch in use before anyone can see max_pos */
         note_input(b, in, msg.pos);
-        if (msg.pos > in->max_pos)
-            in->max_pos = msg.pos;
-        e->cur_pos = msg.pos;
+        e->rd_in = in;
+        e->rd_max = msg.pos;
+        publish_read(e);
         pthread_mutex_unlock(&e->mu);
         add_line(b, &msg, in->name);
         if (b->n == b->cap) {
