@@ -540,6 +540,7 @@ static void *reader_main(void *arg)
     sl_error_clear(&err);
     while (!atomic_load(&e->stop_reading)) {
         input *in;
+        bool same;
 
         r = e->src->ops->poll(e->src->self, &msg, 200, &err);
         b = e->rd_batch; /* a rebalance inside poll may have handed it over */
@@ -574,24 +575,16 @@ static void *reader_main(void *arg)
         if (b == NULL && (b = e->rd_batch = acquire(e)) == NULL)
             break; /* stopping: this line is not taken, the next run redoes it */
         in = e->rd_in;
-        if (in != NULL && b->nins > 0 && b->ins[b->nins - 1].in == in &&
-            strcmp(in->name, msg.input) == 0) {
-            /* the stream of the last message, already in this batch: no
-             * lock per message (the workers take the same one); its max_pos
-             * follows with the batch (publish_read) */
-            e->rd_max = msg.pos;
-            add_line(b, &msg, in->name);
-            if (b->n == b->cap) {
-                submit(e, b);
-                e->rd_batch = NULL;
-            }
-            continue;
-        }
-        pthread_mutex_lock(&e->mu);
-        publish_read(e);
-        if (in == NULL || strcmp(in->name, msg.input) != 0) {
-            in = find_input(e, msg.input);
-            if (in == NULL) {
+        same = in != NULL && strcmp(in->name, msg.input) == 0;
+        /* The stream of the last message, already noted in this batch,
+         * needs no lock (the workers take the same one): its max_pos follows
+         * when the batch is queued (publish_read). A new batch or another
+         * stream is noted in the batch first, under the lock: the message
+         * is in a batch in use before anyone can see max_pos. */
+        if (!same || b->nins == 0 || b->ins[b->nins - 1].in != in) {
+            pthread_mutex_lock(&e->mu);
+            publish_read(e); /* the previous stream's */
+            if (!same && (in = find_input(e, msg.input)) == NULL) {
                 in = sl_xcalloc(1, sizeof(*in));
                 in->name = sl_xstrdup(msg.input);
                 in->fp = msg.input_fp;
@@ -600,13 +593,11 @@ static void *reader_main(void *arg)
                 in->next = e->inputs;
                 e->inputs = in;
             }
+            note_input(b, in, msg.pos);
+            e->rd_in = in;
+            pthread_mutex_unlock(&e->mu);
         }
-        /* the message is in a batch in use before anyone can see max_pos */
-        note_input(b, in, msg.pos);
-        e->rd_in = in;
         e->rd_max = msg.pos;
-        publish_read(e);
-        pthread_mutex_unlock(&e->mu);
         add_line(b, &msg, in->name);
         if (b->n == b->cap) {
             submit(e, b);
